@@ -1,0 +1,127 @@
+"""What HTTP requests and WebSocket handshakes have in common, and the HTTP ``Request``.
+
+``HTTPConnection`` is the base of both ``Request`` and ``WebSocket``: a dependency
+that only needs headers, cookies or the query string can ask for it and then
+serves HTTP routes and WebSocket routes alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from trioapi.datastructures import URL, Address, Headers, QueryParams, State, parse_cookie_header
+
+if TYPE_CHECKING:
+    from trioapi._types import Receive, Scope
+    from trioapi.applications import TrioAPI
+
+__all__ = ["HTTPConnection", "Request"]
+
+
+class HTTPConnection:
+    """The handshake of a connection: URL, headers, query, cookies, client and state.
+
+    Every property is computed from the ASGI ``scope`` on first use and cached.
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    @property
+    def app(self) -> TrioAPI:
+        """The application serving this connection."""
+        return self.scope["app"]  # type: ignore[no-any-return]
+
+    @cached_property
+    def url(self) -> URL:
+        """The URL the client asked for (``ws``/``wss`` for WebSockets)."""
+        return URL.from_scope(self.scope)
+
+    @cached_property
+    def headers(self) -> Headers:
+        """The request or handshake headers, matched without regard to case."""
+        return Headers(raw=self.scope.get("headers", ()))
+
+    @cached_property
+    def query_params(self) -> QueryParams:
+        """The query string as a multi-map (``getlist`` for repeated keys)."""
+        return QueryParams(self.scope.get("query_string", b""))
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        """The path parameters of the matched route, already converted (``{"client_id": 7}``)."""
+        params: dict[str, Any] = self.scope.get("path_params", {})
+        return params
+
+    @cached_property
+    def cookies(self) -> dict[str, str]:
+        """Cookies from every ``Cookie`` header, parsed leniently."""
+        cookies: dict[str, str] = {}
+        for value in self.headers.getlist("cookie"):
+            cookies.update(parse_cookie_header(value))
+        return cookies
+
+    @property
+    def client(self) -> Address | None:
+        """The peer's ``Address(host, port)``, or ``None`` when the server does not say."""
+        client = self.scope.get("client")
+        return None if client is None else Address(client[0], client[1])
+
+    @cached_property
+    def state(self) -> State:
+        """A per-connection attribute namespace, seeded with the lifespan's state."""
+        return State(self.scope.setdefault("state", {}))
+
+    def url_for(self, name: str, /, **path_params: Any) -> str:
+        """The absolute URL of the route called ``name`` (``ws://`` for WebSocket routes)."""
+        path = self.app.url_path_for(name, **path_params)
+        base = URL(self.url.scheme, self.url.host, self.url.port, self.scope.get("root_path", ""))
+        return path.make_absolute_url(base)
+
+
+class Request(HTTPConnection):
+    """An HTTP request: method, and the body read on demand."""
+
+    def __init__(self, scope: Scope, receive: Receive | None = None) -> None:
+        super().__init__(scope)
+        self._receive = receive
+        self._body: bytes | None = None
+
+    @property
+    def method(self) -> str:
+        """The HTTP method, upper case."""
+        method: str = self.scope["method"]
+        return method
+
+    async def body(self) -> bytes:
+        """The whole request body (read once, then cached)."""
+        if self._body is None:
+            if self._receive is None:
+                raise RuntimeError("This Request was built without a receive callable; it has no body")
+            chunks: list[bytes] = []
+            while True:
+                message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            self._body = b"".join(chunks)
+        return self._body
+
+    async def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(await self.body())
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"
+
+
+def header_list(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+    """ASGI header pairs from a ``str`` mapping (names lower-cased)."""
+    if not headers:
+        return []
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]

@@ -1,0 +1,51 @@
+"""The small interface between a ``WebSocket`` and whatever moves its frames.
+
+Two transports implement it: ``ASGITransport`` (any ASGI server, hypercorn's
+trio worker in particular) and ``NativeTransport`` (trio-websocket, trioapi's own
+accept loop). ``WebSocket`` only ever talks to this interface, so the same
+handler code runs on both, in the way hypercorn keeps its sans-I/O protocol apart
+from its I/O backends.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["PeerClosed", "WebSocketTransport"]
+
+
+class PeerClosed(Exception):
+    """The peer has gone: it sent a close frame (``code``) or the connection broke (1006)."""
+
+    def __init__(self, code: int = 1006, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class WebSocketTransport(Protocol):
+    """The operations a ``WebSocket`` needs; every method may raise ``PeerClosed``.
+
+    The WebSocket enforces the state machine; a transport may assume it is called
+    in a legal order (``accept`` or ``deny`` or ``close`` first, one ``receive`` at
+    a time, nothing after ``close``).
+    """
+
+    #: ``True`` when ``deny`` can send a real HTTP response; otherwise the
+    #: handshake can only be refused with the server's bare 403.
+    can_deny: bool
+
+    async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+        """Complete the handshake (HTTP 101)."""
+
+    async def receive(self) -> str | bytes:
+        """The next whole message: ``str`` for a text frame, ``bytes`` for binary."""
+
+    async def send(self, message: str | bytes) -> None:
+        """Send one message as a text (``str``) or binary (``bytes``) frame."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame; before ``accept`` this refuses the handshake (HTTP 403)."""
+
+    async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Refuse the handshake with an HTTP response; only when ``can_deny``."""

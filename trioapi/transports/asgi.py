@@ -1,0 +1,77 @@
+"""The ASGI transport: a WebSocket driven by an ASGI server's ``receive``/``send``."""
+
+from __future__ import annotations
+
+from trioapi._types import Message, Receive, Scope, Send
+from trioapi.transports import PeerClosed
+
+__all__ = ["ASGITransport"]
+
+
+class ASGITransport:
+    """Translate WebSocket operations to ASGI ``websocket.*`` messages.
+
+    The ASGI spec says the first event is ``websocket.connect``; it is consumed
+    before the first ``accept`` so the handler never sees it.
+    """
+
+    __slots__ = ("_connected", "_receive", "_send", "can_deny")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self._connected = False
+        self.can_deny = "websocket.http.response" in (scope.get("extensions") or {})
+
+    async def _expect_connect(self) -> None:
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            raise PeerClosed(message.get("code", 1006), message.get("reason") or "")
+        if kind != "websocket.connect":
+            raise RuntimeError(f'Expected ASGI message "websocket.connect", got {kind!r}')
+        self._connected = True
+
+    async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+        """Consume ``websocket.connect`` if needed, then send ``websocket.accept``."""
+        if not self._connected:
+            await self._expect_connect()
+        await self._send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": headers})
+
+    async def receive(self) -> str | bytes:
+        """The next ``websocket.receive`` payload; ``PeerClosed`` on ``websocket.disconnect``."""
+        message: Message = await self._receive()
+        if message["type"] == "websocket.receive":
+            # Hypercorn sends both keys with one of them None; others send one key.
+            text: str | None = message.get("text")
+            if text is not None:
+                return text
+            data: bytes = message.get("bytes") or b""
+            return data
+        if message["type"] == "websocket.disconnect":
+            raise PeerClosed(message.get("code", 1005), message.get("reason") or "")
+        raise RuntimeError(f"Unexpected ASGI message {message['type']!r} on an open WebSocket")
+
+    async def send(self, message: str | bytes) -> None:
+        """Send ``websocket.send``; a server that reports a broken pipe means the peer left."""
+        try:
+            if type(message) is str:
+                await self._send({"type": "websocket.send", "text": message})
+            else:
+                await self._send({"type": "websocket.send", "bytes": message})
+        except OSError as exc:
+            raise PeerClosed(1006, "") from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send ``websocket.close`` (a 403 refusal when not yet accepted)."""
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except OSError as exc:
+            raise PeerClosed(1006, "") from exc
+
+    async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Send the denial response through the ``websocket.http.response`` extension."""
+        await self._send(
+            {"type": "websocket.http.response.start", "status": status, "headers": headers}
+        )
+        await self._send({"type": "websocket.http.response.body", "body": body, "more_body": False})

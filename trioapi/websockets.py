@@ -1,0 +1,465 @@
+"""The ``WebSocket`` a handler talks to, whatever server carries it.
+
+State machine (``application_state`` is what we sent, ``client_state`` what we
+know of the peer)::
+
+    application: CONNECTING --accept--> CONNECTED --close--> DISCONNECTED
+                 CONNECTING --close/deny-----------------> DISCONNECTED / RESPONSE
+    client:      CONNECTING --accept--> CONNECTED --peer closed--> DISCONNECTED
+
+Every illegal call raises ``RuntimeError`` saying what to do instead. Once the
+peer has gone, every ``receive_*`` and ``send_*`` raises ``WebSocketDisconnect``
+with the peer's close code, so ``except WebSocketDisconnect`` ends a handler
+cleanly whichever call noticed first.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from trioapi.exceptions import WebSocketException
+from trioapi.requests import HTTPConnection
+from trioapi.transports import PeerClosed, WebSocketTransport
+from trioapi.transports.asgi import ASGITransport
+
+if TYPE_CHECKING:
+    from trioapi._types import Receive, Scope, Send
+    from trioapi.responses import Response
+
+__all__ = [
+    "InvalidMessageData",
+    "UnexpectedMessageType",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketState",
+]
+
+#: RFC 6455 limits a close frame's payload to 125 bytes, two of which hold the code.
+MAX_CLOSE_REASON_BYTES = 123
+
+#: How many messages ``wait_disconnected`` reads ahead for a handler that is not
+#: receiving, before it stops reading and lets TCP push back on the peer.
+READ_AHEAD_LIMIT = 64
+
+
+class WebSocketState(enum.Enum):
+    """Where one side of the connection is in its life."""
+
+    CONNECTING = 0
+    CONNECTED = 1
+    DISCONNECTED = 3
+    #: The handshake was refused with an HTTP response instead of being accepted.
+    RESPONSE = 4
+
+
+class WebSocketDisconnect(Exception):
+    """The peer has gone. ``code`` is its close code (1006 when the connection broke)."""
+
+    def __init__(self, code: int = 1000, reason: str | None = None) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason or ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+class UnexpectedMessageType(WebSocketException, TypeError):
+    """A text frame arrived where binary was expected, or the reverse.
+
+    Left uncaught it closes the connection with 1003 (Unsupported Data).
+    """
+
+    def __init__(self, expected: str, got: str) -> None:
+        super().__init__(1003, f"expected a {expected} message, got {got}")
+
+
+class InvalidMessageData(WebSocketException, ValueError):
+    """A message was not valid JSON or not valid UTF-8.
+
+    Left uncaught it closes the connection with 1007 (Invalid Frame Payload Data).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(1007, reason)
+
+
+def truncate_reason(reason: str | None) -> str:
+    """Cut a close reason to 123 UTF-8 bytes at a character boundary."""
+    if not reason:
+        return ""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return reason
+    return encoded[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+
+
+def _dump_json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _check_mode(mode: str) -> None:
+    if mode != "text" and mode != "binary":
+        raise RuntimeError(f'The "mode" argument must be "text" or "binary", not {mode!r}')
+
+
+def _kind(message: str | bytes) -> str:
+    return "text" if type(message) is str else "binary"
+
+
+class WebSocket(HTTPConnection):
+    """One WebSocket connection, from handshake to close.
+
+    Build it from an ASGI scope (``WebSocket(scope, receive, send)``), or let
+    trioapi build it for a route. Inside a trioapi app each connection also has a
+    nursery of its own (``start_soon``), cancelled when the handler finishes.
+    """
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive | None = None,
+        send: Send | None = None,
+        *,
+        transport: WebSocketTransport | None = None,
+    ) -> None:
+        if scope["type"] != "websocket":
+            raise ValueError(f"WebSocket needs a 'websocket' scope, got {scope['type']!r}")
+        super().__init__(scope)
+        if transport is None:
+            if receive is None or send is None:
+                raise TypeError("WebSocket needs receive and send callables, or a transport")
+            transport = ASGITransport(scope, receive, send)
+        self._transport = transport
+        self.client_state = WebSocketState.CONNECTING
+        self.application_state = WebSocketState.CONNECTING
+        self.accepted_subprotocol: str | None = None
+        self._peer_close: PeerClosed | None = None
+        self._local_close_code: int | None = None
+        self._going_away: int | None = None
+        # Receiving is single-consumer: whoever is inside transport.receive()
+        # owns it; others park until it is done. Messages read ahead by
+        # wait_disconnected() wait in _pending for the handler.
+        self._reading = False
+        self._pending: deque[str | bytes] = deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._nursery: trio.Nursery | None = None
+        self._task_failed: Callable[[BaseException], None] | None = None
+
+    # -- handshake -----------------------------------------------------------
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order of preference."""
+        return list(self.scope.get("subprotocols", ()))
+
+    async def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Complete the handshake, choosing ``subprotocol`` and adding ``headers`` to the 101.
+
+        Raises ``RuntimeError`` if called twice, after ``close``, or with a
+        subprotocol the client did not offer (a client would fail the handshake).
+        """
+        if self.application_state is not WebSocketState.CONNECTING:
+            raise RuntimeError(
+                f"accept() called on a WebSocket that is already {self.application_state.name}; "
+                "call it once, before sending or receiving"
+            )
+        if subprotocol is not None and subprotocol not in self.subprotocols:
+            raise RuntimeError(
+                f"accept(subprotocol={subprotocol!r}): the client offered {self.subprotocols!r}; "
+                "choose one of those, or None"
+            )
+        try:
+            await self._transport.accept(subprotocol, list(headers or ()))
+        except PeerClosed as exc:
+            self._on_peer_closed(exc)
+            raise WebSocketDisconnect(exc.code, exc.reason) from None
+        self.accepted_subprotocol = subprotocol
+        self.application_state = WebSocketState.CONNECTED
+        self.client_state = WebSocketState.CONNECTED
+
+    # -- receiving -----------------------------------------------------------
+
+    def _check_can_receive(self) -> None:
+        if self.application_state is not WebSocketState.CONNECTED:
+            if self._peer_close is not None:
+                raise WebSocketDisconnect(self._peer_close.code, self._peer_close.reason)
+            if self.application_state is WebSocketState.CONNECTING:
+                raise RuntimeError('Cannot receive before the handshake: call "await websocket.accept()" first')
+            raise RuntimeError("Cannot receive: this WebSocket was closed by the application")
+
+    def _on_peer_closed(self, exc: PeerClosed) -> None:
+        if self._peer_close is None:
+            self._peer_close = exc
+        self.client_state = WebSocketState.DISCONNECTED
+        if self.application_state is WebSocketState.CONNECTED:
+            # Nothing more can be sent; a close frame would only be refused.
+            self.application_state = WebSocketState.DISCONNECTED
+        if self._lot:
+            self._lot.unpark_all()
+
+    def _disconnect(self) -> WebSocketDisconnect:
+        """The exception that describes why this connection is gone."""
+        if self._going_away is not None:
+            return WebSocketDisconnect(self._going_away, "server shutting down")
+        if self._peer_close is not None:
+            return WebSocketDisconnect(self._peer_close.code, self._peer_close.reason)
+        return WebSocketDisconnect(self._local_close_code or 1000)
+
+    async def _read(self) -> str | bytes:
+        """Take the next message from the transport, as its only reader."""
+        self._reading = True
+        try:
+            return await self._transport.receive()
+        except PeerClosed as exc:
+            self._on_peer_closed(exc)
+            raise self._disconnect() from None
+        except trio.Cancelled:
+            if self._going_away is not None:
+                # The server is shutting down and cancelled this receive so the
+                # handler can see why; its cancel scope stays cancelled.
+                raise self._disconnect() from None
+            raise
+        finally:
+            self._reading = False
+            if self._lot:
+                self._lot.unpark_all()
+
+    async def _next_message(self) -> str | bytes:
+        self._check_can_receive()
+        while True:
+            if self._pending:
+                message = self._pending.popleft()
+                if self._lot:
+                    self._lot.unpark_all()
+                return message
+            if not self._reading:
+                return await self._read()
+            # wait_disconnected() is reading in another task: wait for its result.
+            await self._lot.park()
+            self._check_can_receive()
+
+    async def receive_text(self) -> str:
+        """The next message, which must be a text frame (else ``UnexpectedMessageType``, 1003)."""
+        message = await self._next_message()
+        if type(message) is not str:
+            raise UnexpectedMessageType("text", _kind(message))
+        return message
+
+    async def receive_bytes(self) -> bytes:
+        """The next message, which must be a binary frame (else ``UnexpectedMessageType``, 1003)."""
+        message = await self._next_message()
+        if type(message) is str:
+            raise UnexpectedMessageType("binary", "text")
+        return message
+
+    async def receive_json(self, mode: str = "text") -> Any:
+        """The next message parsed as JSON, from a text frame or (``mode="binary"``) UTF-8 bytes.
+
+        Invalid JSON or UTF-8 raises ``InvalidMessageData`` (uncaught: close 1007).
+        """
+        _check_mode(mode)
+        message = await self._next_message()
+        if mode == "text":
+            if type(message) is not str:
+                raise UnexpectedMessageType("text", _kind(message))
+            text = message
+        else:
+            if type(message) is str:
+                raise UnexpectedMessageType("binary", "text")
+            try:
+                text = message.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidMessageData("message is not valid UTF-8") from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidMessageData(f"invalid JSON: {exc.msg} at position {exc.pos}") from None
+
+    async def iter_text(self) -> AsyncIterator[str]:
+        """Text messages until the peer disconnects (then the loop just ends)."""
+        try:
+            while True:
+                yield await self.receive_text()
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Binary messages until the peer disconnects (then the loop just ends)."""
+        try:
+            while True:
+                yield await self.receive_bytes()
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_json(self, mode: str = "text") -> AsyncIterator[Any]:
+        """JSON messages until the peer disconnects (then the loop just ends)."""
+        try:
+            while True:
+                yield await self.receive_json(mode)
+        except WebSocketDisconnect:
+            pass
+
+    async def wait_disconnected(self) -> WebSocketDisconnect:
+        """Return once the peer has gone, with the ``WebSocketDisconnect`` that says how.
+
+        A handler that only pushes data never calls ``receive``, so it would not
+        notice a vanished client; run this in a task (or race it against the push
+        loop) to end promptly. While nothing else is receiving, it reads ahead
+        and keeps up to ``READ_AHEAD_LIMIT`` messages for the next ``receive_*``,
+        so no message is lost. It also returns when the application closes.
+        """
+        while self.application_state is not WebSocketState.DISCONNECTED:
+            if self.application_state is not WebSocketState.CONNECTED:
+                if self.application_state is WebSocketState.RESPONSE:
+                    break
+                raise RuntimeError('Cannot wait for a disconnect before "await websocket.accept()"')
+            if self._reading or len(self._pending) >= READ_AHEAD_LIMIT:
+                await self._lot.park()
+                continue
+            try:
+                message = await self._read()
+            except WebSocketDisconnect:
+                break
+            self._pending.append(message)
+            if self._lot:
+                self._lot.unpark_all()
+        return self._disconnect()
+
+    # -- sending -------------------------------------------------------------
+
+    def _check_can_send(self) -> None:
+        if self.application_state is not WebSocketState.CONNECTED:
+            if self._going_away is not None or self._peer_close is not None:
+                raise self._disconnect()
+            if self.application_state is WebSocketState.CONNECTING:
+                raise RuntimeError('Cannot send before the handshake: call "await websocket.accept()" first')
+            raise RuntimeError("Cannot send: this WebSocket was already closed by the application")
+
+    async def _send(self, message: str | bytes) -> None:
+        self._check_can_send()
+        try:
+            await self._transport.send(message)
+        except PeerClosed as exc:
+            self._on_peer_closed(exc)
+            raise self._disconnect() from None
+
+    async def send_text(self, data: str) -> None:
+        """Send ``data`` as a text frame."""
+        if type(data) is not str:
+            raise TypeError(f"send_text() takes a str, not {type(data).__name__}")
+        await self._send(data)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send ``data`` as a binary frame."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"send_bytes() takes bytes, not {type(data).__name__}")
+        await self._send(bytes(data))
+
+    async def send_json(self, data: Any, mode: str = "text") -> None:
+        """Send ``data`` as compact JSON (non-ASCII kept), in a text or (``"binary"``) binary frame."""
+        _check_mode(mode)
+        text = _dump_json(data)
+        await self._send(text if mode == "text" else text.encode("utf-8"))
+
+    # -- closing -------------------------------------------------------------
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the connection with ``code``; idempotent.
+
+        Before ``accept`` this refuses the handshake (HTTP 403). A ``reason`` longer
+        than 123 UTF-8 bytes is cut at a character boundary.
+        """
+        if self.application_state is WebSocketState.CONNECTING:
+            self.application_state = WebSocketState.DISCONNECTED
+            self._local_close_code = code
+            await self._transport.close(code, truncate_reason(reason))
+            return
+        if self.application_state is not WebSocketState.CONNECTED:
+            return
+        self.application_state = WebSocketState.DISCONNECTED
+        self._local_close_code = code
+        try:
+            await self._transport.close(code, truncate_reason(reason))
+        except PeerClosed as exc:
+            self._on_peer_closed(exc)
+        if self._lot:
+            self._lot.unpark_all()
+
+    async def deny(
+        self,
+        status_code: int,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        """Refuse the handshake with an HTTP response.
+
+        Where the server has no denial responses (ASGI servers without the
+        ``websocket.http.response`` extension) the handshake is refused with the
+        server's bare 403 instead.
+        """
+        if self.application_state is not WebSocketState.CONNECTING:
+            raise RuntimeError(
+                "deny() can only refuse a handshake that has not been accepted or closed; "
+                "after accept, use close(code, reason)"
+            )
+        if not self._transport.can_deny:
+            await self.close(1008)
+            return
+        self.application_state = WebSocketState.RESPONSE
+        await self._transport.deny(status_code, list(headers or ()), body)
+
+    async def send_denial_response(self, response: Response) -> None:
+        """Refuse the handshake with ``response`` (status, headers and body)."""
+        await self.deny(response.status_code, response.raw_headers, response.body)
+
+    # -- connection-scoped concurrency ---------------------------------------
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The nursery of this connection: tasks started here end with the connection."""
+        if self._nursery is None:
+            raise RuntimeError(
+                "This WebSocket has no connection nursery: it is only available inside a "
+                "handler served by a trioapi app"
+            )
+        return self._nursery
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: object = None) -> None:
+        """Run ``fn(*args)`` in a task that is cancelled when this connection ends.
+
+        If the task raises, the connection is closed with 1011 and the error is
+        logged, like an error in the handler itself.
+        """
+        nursery = self.nursery
+        on_error = self._task_failed
+
+        async def guarded() -> None:
+            try:
+                await fn(*args)
+            except (trio.Cancelled, WebSocketDisconnect):
+                raise
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+
+        nursery.start_soon(guarded, name=name or fn)
+
+    def _go_away(self, code: int = 1001) -> None:
+        """Mark the connection as going away: receives and sends now raise ``WebSocketDisconnect(code)``."""
+        if self._going_away is None:
+            self._going_away = code
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.scope.get('path', '?')} {self.application_state.name}>"

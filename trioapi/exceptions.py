@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "HTTPException",
     "RequestValidationError",
+    "RouteDefinitionError",
     "ValidationError",
     "WebSocketException",
     "WebSocketRequestValidationError",
@@ -111,3 +112,13 @@ class RequestValidationError(ValidationError):
 
 class WebSocketRequestValidationError(ValidationError):
     """A WebSocket handshake's parameters were invalid (closed with 1008 before accept)."""
+
+
+class RouteDefinitionError(TypeError):
+    """A route or dependency was declared in a shape trioapi cannot serve.
+
+    Raised when the route is added (not when a client connects), with a message
+    naming the function and parameter and saying what to write instead: a
+    parameter nothing can supply, a blocking sync generator dependency, an
+    annotation no converter exists for.
+    """

@@ -1,0 +1,1 @@
+"""trioapi's benchmark harness: ``python bench/run.py`` (see docs/benchmarks.md)."""

@@ -1,0 +1,1 @@
+"""Echo / broadcast servers that the benchmark harness (``bench/run.py``) starts."""

@@ -99,7 +99,9 @@ async def test_publishing_to_a_channel_without_subscribers_delivers_nothing_and_
         assert broadcast.channels == []
 
 
-async def test_a_subscriber_that_never_reads_holds_at_most_max_backlog_and_never_blocks_the_publisher() -> None:
+async def test_a_subscriber_that_never_reads_holds_at_most_max_backlog_and_never_blocks_the_publisher() -> (
+    None
+):
     async with (
         Broadcast() as broadcast,
         broadcast.subscribe("c", max_backlog=10, policy="drop_oldest") as idle,
@@ -201,11 +203,10 @@ async def test_leaving_the_subscribe_block_stops_delivery_and_forgets_the_channe
 
 
 async def test_iteration_ends_after_the_buffered_events_when_the_broadcast_closes() -> None:
-    async with Broadcast() as broadcast:
-        async with broadcast.subscribe("c") as sub:
-            await broadcast.publish("c", "last")
-            sub._close()  # what closing the Broadcast does to every subscriber
-            assert [event.message async for event in sub] == ["last"]
+    async with Broadcast() as broadcast, broadcast.subscribe("c") as sub:
+        await broadcast.publish("c", "last")
+        sub._close()  # what closing the Broadcast does to every subscriber
+        assert [event.message async for event in sub] == ["last"]
 
 
 async def test_closing_the_broadcast_ends_a_waiting_iteration() -> None:

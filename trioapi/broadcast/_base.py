@@ -223,10 +223,19 @@ class BroadcastBackend(abc.ABC):
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Connect, call ``task_status.started()``, then listen until cancelled.
+        """Connect, call ``task_status.started()``, then listen until ``stop`` (or cancellation).
 
         Must raise ``BackendUnavailable`` before ``started()`` if the broker
         cannot be reached, so the application fails to start with a clear error.
+        """
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Ask ``run`` to close its connections and return.
+
+        ``Broadcast`` calls this on exit and cancels ``run`` only if it has not
+        returned within a few seconds: a client library shut down by cancellation
+        may not get to close its connections cleanly.
         """
 
     @abc.abstractmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -25,7 +24,8 @@ from trioapi.broadcast.memory import MemoryBackend
 
 __all__ = ["Broadcast", "Subscriber"]
 
-logger = logging.getLogger("trioapi.broadcast")
+#: Seconds a backend gets to shut down cleanly before it is cancelled.
+BACKEND_STOP_TIMEOUT = 5.0
 
 
 class _Sink(Protocol):
@@ -198,7 +198,11 @@ class Broadcast:
         for sinks in self._channels.values():
             for sink in sinks:
                 sink._close()
-        nursery.cancel_scope.cancel()
+        # Let the backend close its connections itself; cancel it only if it hangs.
+        self._backend.stop()
+        nursery.cancel_scope.deadline = min(
+            nursery.cancel_scope.deadline, trio.current_time() + BACKEND_STOP_TIMEOUT
+        )
         try:
             return await stack.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:

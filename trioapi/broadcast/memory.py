@@ -36,6 +36,7 @@ class MemoryBackend(BroadcastBackend):
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
+        self._stopped = trio.Event()
 
     async def run(
         self,
@@ -44,13 +45,18 @@ class MemoryBackend(BroadcastBackend):
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Accept publishes until cancelled."""
+        """Accept publishes until stopped."""
         self._deliver = deliver
+        self._stopped = trio.Event()
         try:
             task_status.started()
-            await trio.sleep_forever()
+            await self._stopped.wait()
         finally:
             self._deliver = None
+
+    def stop(self) -> None:
+        """Stop accepting publishes."""
+        self._stopped.set()
 
     async def publish(self, channel: str, message: Message) -> None:
         """Hand ``message`` to every local subscriber of ``channel`` (enqueue only)."""

@@ -77,6 +77,17 @@ def decode(payload: bytes) -> Message:
     return payload
 
 
+def _leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions inside ``error``, however deeply coredis's task groups nested them."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+def _describe(error: BaseException) -> str:
+    return "; ".join(str(leaf) or type(leaf).__name__ for leaf in _leaves(error))
+
+
 def _import_coredis() -> Any:
     try:
         import coredis
@@ -104,6 +115,8 @@ class RedisBackend(BroadcastBackend):
         max_backoff: float = 5.0,
     ) -> None:
         self._coredis = _import_coredis()
+        import anyio  # coredis runs on anyio: it is there whenever coredis is
+
         self.url = url
         self.connect_timeout = connect_timeout
         self.min_backoff = min_backoff
@@ -120,9 +133,19 @@ class RedisBackend(BroadcastBackend):
         self._active: set[str] = set()
         self._confirmed: dict[str, trio.Event] = {}
         self._changed = trio.Event()
+        self._stopped = trio.Event()
+        errors = self._coredis.exceptions
+        # anyio's resource errors: coredis 6.9 lets them out when the socket under
+        # a pub/sub connection is closed at an awkward moment.
+        self._connection_errors: tuple[type[BaseException], ...] = (
+            errors.ConnectionError,
+            TimeoutError,
+            anyio.ClosedResourceError,
+            anyio.BrokenResourceError,
+        )
 
     def _unavailable(self, what: str, group: BaseExceptionGroup[Any]) -> BackendUnavailable:
-        causes = "; ".join(str(e) for e in group.exceptions) or type(group).__name__
+        causes = _describe(group)
         return BackendUnavailable(
             f"{what} Redis at {self.url} ({causes}). Is redis-server running, and is BROADCAST_URL right?"
         )
@@ -135,7 +158,6 @@ class RedisBackend(BroadcastBackend):
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Connect (failing fast), then listen, reconnecting forever after the first success."""
-        errors = self._coredis.exceptions
         client: coredis.Redis[bytes] = self._coredis.Redis.from_url(
             self.url, decode_responses=False, connect_timeout=self.connect_timeout
         )
@@ -144,12 +166,17 @@ class RedisBackend(BroadcastBackend):
                 try:
                     with trio.fail_after(self.connect_timeout):
                         await client.ping()
-                except* (errors.ConnectionError, TimeoutError, trio.TooSlowError) as group:
+                except* trio.TooSlowError as group:
+                    raise self._unavailable("Cannot connect to", group) from None
+                except* self._connection_errors as group:
                     raise self._unavailable("Cannot connect to", group) from None
                 self._client = client
                 await self._listen(client, deliver, report_gap, task_status)
-        except* (errors.ConnectionError, TimeoutError) as group:
-            # Entering the client failed before we could PING (connection pool setup).
+        except* BackendUnavailable as group:
+            # Raised inside the client's connection pool, which wrapped it in groups:
+            # the application should see the one clear error.
+            raise _leaves(group)[0] from None
+        except* self._connection_errors as group:
             raise self._unavailable("Cannot connect to", group) from None
         finally:
             self._client = None
@@ -162,10 +189,9 @@ class RedisBackend(BroadcastBackend):
         report_gap: ReportGap,
         task_status: trio.TaskStatus[None],
     ) -> None:
-        connection_errors = (self._coredis.exceptions.ConnectionError, TimeoutError)
         started = False
         attempt = 0
-        while True:
+        while not self._stopped.is_set():
             try:
                 # retry_policy=None: coredis would otherwise retry a dead server
                 # forever inside the pub/sub, and we would never learn of the gap.
@@ -180,23 +206,35 @@ class RedisBackend(BroadcastBackend):
                         started = True
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._reconcile, pubsub)
+                        nursery.start_soon(self._cancel_on_stop, nursery.cancel_scope)
                         await self._drain(pubsub, deliver)
-            except* connection_errors as group:
+                # Leaving the pub/sub block normally (not by cancellation) lets
+                # coredis unsubscribe and release the connection cleanly.
+            except* self._connection_errors as group:
                 if not started:
                     raise self._unavailable("Cannot subscribe through", group) from None
-                self._on_lost(group, attempt, report_gap)
+                self._on_lost(group, report_gap)
             attempt += 1
-            await trio.sleep(min(self.max_backoff, self.min_backoff * 2 ** min(attempt - 1, 30)))
+            with trio.move_on_after(min(self.max_backoff, self.min_backoff * 2 ** min(attempt - 1, 30))):
+                await self._stopped.wait()
 
-    def _on_lost(self, group: BaseExceptionGroup[Any], attempt: int, report_gap: ReportGap) -> None:
-        if self.connected:
+    async def _cancel_on_stop(self, scope: trio.CancelScope) -> None:
+        await self._stopped.wait()
+        scope.cancel()
+
+    def stop(self) -> None:
+        """Leave the pub/sub connection and close the client."""
+        self._stopped.set()
+
+    def _on_lost(self, group: BaseExceptionGroup[Any], report_gap: ReportGap) -> None:
+        if self.connected and not self._stopped.is_set():
             # Log the outage once, not once per reconnection attempt.
             self.outages += 1
             logger.warning(
                 "Lost connection to Redis at %s (%s); reconnecting with backoff. "
                 "Messages published until it is back are lost.",
                 self.url,
-                "; ".join(str(e) for e in group.exceptions),
+                _describe(group),
             )
             report_gap()
         self.connected = False
@@ -245,7 +283,7 @@ class RedisBackend(BroadcastBackend):
             raise RuntimeError("This RedisBackend is not running: publish inside `async with Broadcast(...)`")
         try:
             await client.publish(channel, payload)
-        except* (self._coredis.exceptions.ConnectionError, TimeoutError) as group:
+        except* self._connection_errors as group:
             raise self._unavailable("Cannot publish to", group) from None
 
     async def subscribe(self, channel: str) -> None:

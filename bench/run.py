@@ -159,6 +159,8 @@ SERVERS: list[Server] = [
             HOST,
             "--port",
             str(port),
+            "--log-level",
+            "warning",
         ],
         _trioapi_native,
         hub_path="/broadcast-hub",

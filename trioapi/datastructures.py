@@ -7,7 +7,7 @@ looks at its headers or query string never pays for parsing them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlencode
 
 import attrs
@@ -195,17 +195,6 @@ class Headers(_MultiMap):
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.lower() in self._last
-
-    @overload
-    def get(self, key: str) -> str | None: ...
-    @overload
-    def get(self, key: str, default: str) -> str: ...
-    @overload
-    def get(self, key: str, default: None) -> str | None: ...
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        """The last value of header ``key`` (any case), or ``default``."""
-        return self._last.get(key.lower(), default)
 
 
 def parse_cookie_header(value: str) -> dict[str, str]:

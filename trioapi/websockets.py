@@ -149,8 +149,11 @@ class WebSocket(HTTPConnection):
         self._reading = False
         self._pending: deque[str | bytes] = deque()
         self._lot = trio.lowlevel.ParkingLot()
+        # Set by the connection runner (trioapi._connection) when an app serves this socket.
         self._nursery: trio.Nursery | None = None
         self._task_failed: Callable[[BaseException], None] | None = None
+        self._failure: BaseException | None = None
+        self._session_scope: trio.CancelScope | None = None
 
     # -- handshake -----------------------------------------------------------
 
@@ -191,11 +194,13 @@ class WebSocket(HTTPConnection):
     # -- receiving -----------------------------------------------------------
 
     def _check_can_receive(self) -> None:
-        if self.application_state is not WebSocketState.CONNECTED:
-            if self._peer_close is not None:
-                raise WebSocketDisconnect(self._peer_close.code, self._peer_close.reason)
+        if self.application_state is not WebSocketState.CONNECTED or self._going_away is not None:
+            if self._peer_close is not None or self._going_away is not None:
+                raise self._disconnect()
             if self.application_state is WebSocketState.CONNECTING:
-                raise RuntimeError('Cannot receive before the handshake: call "await websocket.accept()" first')
+                raise RuntimeError(
+                    'Cannot receive before the handshake: call "await websocket.accept()" first'
+                )
             raise RuntimeError("Cannot receive: this WebSocket was closed by the application")
 
     def _on_peer_closed(self, exc: PeerClosed) -> None:
@@ -236,18 +241,19 @@ class WebSocket(HTTPConnection):
                 self._lot.unpark_all()
 
     async def _next_message(self) -> str | bytes:
-        self._check_can_receive()
         while True:
+            # Messages read ahead by wait_disconnected() come first, even after
+            # the peer's close: nothing the peer sent is lost.
             if self._pending:
                 message = self._pending.popleft()
                 if self._lot:
                     self._lot.unpark_all()
                 return message
+            self._check_can_receive()
             if not self._reading:
                 return await self._read()
             # wait_disconnected() is reading in another task: wait for its result.
             await self._lot.park()
-            self._check_can_receive()
 
     async def receive_text(self) -> str:
         """The next message, which must be a text frame (else ``UnexpectedMessageType``, 1003)."""
@@ -259,7 +265,7 @@ class WebSocket(HTTPConnection):
     async def receive_bytes(self) -> bytes:
         """The next message, which must be a binary frame (else ``UnexpectedMessageType``, 1003)."""
         message = await self._next_message()
-        if type(message) is str:
+        if isinstance(message, str):
             raise UnexpectedMessageType("binary", "text")
         return message
 
@@ -275,7 +281,7 @@ class WebSocket(HTTPConnection):
                 raise UnexpectedMessageType("text", _kind(message))
             text = message
         else:
-            if type(message) is str:
+            if isinstance(message, str):
                 raise UnexpectedMessageType("binary", "text")
             try:
                 text = message.decode("utf-8")
@@ -339,7 +345,7 @@ class WebSocket(HTTPConnection):
     # -- sending -------------------------------------------------------------
 
     def _check_can_send(self) -> None:
-        if self.application_state is not WebSocketState.CONNECTED:
+        if self.application_state is not WebSocketState.CONNECTED or self._going_away is not None:
             if self._going_away is not None or self._peer_close is not None:
                 raise self._disconnect()
             if self.application_state is WebSocketState.CONNECTING:

@@ -71,7 +71,5 @@ class ASGITransport:
 
     async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """Send the denial response through the ``websocket.http.response`` extension."""
-        await self._send(
-            {"type": "websocket.http.response.start", "status": status, "headers": headers}
-        )
+        await self._send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await self._send({"type": "websocket.http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,127 @@
+"""Start an example app in a real server process for live tests, and stop it (whole process group)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import attrs
+
+ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("hypercorn", "native")
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def command(kind: str, target: str, port: int, *extra: str) -> list[str]:
+    """The command line that serves ``target`` (``module:app``) with server ``kind``."""
+    if kind == "hypercorn":
+        return [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--worker-class",
+            "trio",
+            "-b",
+            f"127.0.0.1:{port}",
+            *extra,
+            target,
+        ]
+    if kind == "native":
+        return [
+            sys.executable,
+            "-m",
+            "trioapi",
+            "run",
+            target,
+            "--server",
+            "trio-websocket",
+            "--port",
+            str(port),
+            *extra,
+        ]
+    if kind == "trioapi-hypercorn":
+        return [sys.executable, "-m", "trioapi", "run", target, "--port", str(port), *extra]
+    raise ValueError(kind)
+
+
+@attrs.define
+class ServerProcess:
+    """A server subprocess and the file its output goes to."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def url(self, path: str) -> str:
+        """``ws://127.0.0.1:port/path``."""
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the whole process group and wait; kill it if it does not exit in time."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+                raise
+        return self.process.returncode
+
+
+def _wait_for_port(server: ServerProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.output}")
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen within {timeout}s:\n{server.output}")
+
+
+@contextmanager
+def running_server(
+    kind: str, target: str, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """Serve ``target`` on a free 127.0.0.1 port for the block; always stopped afterwards."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "server.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command(kind, target, port, *extra),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            )
+        server = ServerProcess(process, port, log_path)
+        try:
+            _wait_for_port(server, 20.0)
+            yield server
+        finally:
+            with suppress(subprocess.TimeoutExpired):
+                server.terminate()

@@ -1,0 +1,230 @@
+"""One WebSocket connection, from route match to the last close frame.
+
+Shape of a connection (everything below is owned by trioapi)::
+
+    connection nursery  (receives the server's cancellation)
+    ├── shutdown watcher         outer cancel → close 1001, handler sees WebSocketDisconnect(1001)
+    ├── tasks from websocket.start_soon(...)     cancelled when the handler finishes
+    └── session scope (shielded)
+        └── dependencies → handler → teardown (shielded, bounded) → final close frame
+
+The session scope is shielded so that a server cancelling the app (hypercorn
+does, at ``graceful_timeout``) first reaches the watcher, which says goodbye with
+1001 and only then cancels the session, instead of cutting the handler mid-flight
+and leaving the client with 1006.
+
+The error contract is the same on every server: normal return → 1000; return
+without accept → 403; ``WebSocketException`` → its code; ``HTTPException`` →
+denial response before accept, 1008 after; invalid parameters → 1008 naming the
+parameter; anything else → logged with its traceback, then 500 before accept or
+1011 after, with no internal detail sent to the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import trio
+
+from trioapi._errors import single_error
+from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
+from trioapi.exceptions import HTTPException, ValidationError, WebSocketException
+from trioapi.requests import header_list
+from trioapi.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+if TYPE_CHECKING:
+    from trioapi.applications import TrioAPI
+    from trioapi.routing import APIWebSocketRoute
+
+logger = logging.getLogger("trioapi")
+
+#: Bound on sending a final close frame; a peer that does not read cannot hold us.
+CLOSE_TIMEOUT = 2.0
+
+
+def raises_into_tests(websocket: WebSocket) -> bool:
+    """Whether the test client asked for server exceptions to be re-raised."""
+    testing = (websocket.scope.get("extensions") or {}).get("trioapi.testing")
+    return bool(testing and testing.get("raise_server_exceptions"))
+
+
+async def _final_close(websocket: WebSocket, code: int, reason: str = "") -> None:
+    """Send the close frame that ends a session, shielded and bounded in time."""
+    with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+        if websocket.application_state is WebSocketState.CONNECTED or (
+            websocket.application_state is WebSocketState.CONNECTING
+        ):
+            await websocket.close(code, reason)
+
+
+async def _deny_http(websocket: WebSocket, exc: HTTPException) -> None:
+    body = json.dumps({"detail": exc.detail}, ensure_ascii=False).encode("utf-8")
+    headers = [*header_list(exc.headers), (b"content-type", b"application/json")]
+    headers.append((b"content-length", str(len(body)).encode()))
+    with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+        await websocket.deny(exc.status_code, headers, body)
+
+
+async def _end_with_error(app: TrioAPI, websocket: WebSocket, error: BaseException) -> bool:
+    """Answer an exception that ended a session; return True if it was a bug to re-raise in tests."""
+    exc = single_error(error)
+    connecting = websocket.application_state is WebSocketState.CONNECTING
+    path = websocket.scope.get("path", "?")
+    if isinstance(exc, WebSocketDisconnect):
+        logger.debug("WebSocket %s: peer disconnected with %s", path, exc.code)
+        return False
+    if isinstance(exc, HTTPException):
+        if connecting:
+            logger.info("WebSocket %s: handshake denied with HTTP %s", path, exc.status_code)
+            await _deny_http(websocket, exc)
+        else:
+            await _final_close(websocket, 1008, str(exc.detail))
+        return False
+    if isinstance(exc, ValidationError):
+        logger.info("WebSocket %s: rejected before accept: %s", path, exc)
+        await _final_close(websocket, 1008, exc.short_reason())
+        return False
+    if isinstance(exc, WebSocketException):
+        logger.info("WebSocket %s: closing with %s (%s)", path, exc.code, exc.reason)
+        await _final_close(websocket, exc.code, exc.reason)
+        return False
+    handler = app.lookup_exception_handler(exc) if isinstance(exc, Exception) else None
+    if handler is not None and isinstance(exc, Exception):
+        await handler(websocket, exc)
+        await _final_close(websocket, 1000)
+        return False
+    logger.error("Exception in WebSocket handler for %s", path, exc_info=error)
+    if connecting and websocket._transport.can_deny:
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await websocket.deny(500, [(b"content-length", b"0")])
+    else:
+        await _final_close(websocket, 1011, "Internal Server Error")
+    return True
+
+
+async def _run_session(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket) -> BaseException | None:
+    """Solve dependencies, run the handler, tear down, and send the close that fits.
+
+    Returns the exception to re-raise into a test, if the test client asked for it.
+    """
+    try:
+        async with dependency_exit_stack(app.teardown_timeout) as stack:
+            values = await solve_dependencies(
+                route.plan, websocket, stack=stack, overrides=app.dependency_overrides
+            )
+            await route.endpoint(**values)
+    except Exception as error:
+        if websocket._going_away is not None:
+            await _final_close(websocket, websocket._going_away, "server shutting down")
+        bug = await _end_with_error(app, websocket, error)
+        return error if bug and raises_into_tests(websocket) else None
+    finally:
+        # Also on trio.Cancelled (shutdown, or a failed connection task): the
+        # client must still get a close frame that says why.
+        if websocket._failure is not None:
+            await _final_close(websocket, 1011, "Internal Server Error")
+        elif websocket._going_away is not None:
+            await _final_close(websocket, websocket._going_away, "server shutting down")
+    # Return without accept refuses the handshake (403); after accept, 1000.
+    await _final_close(websocket, 1000)
+    return None
+
+
+async def serve_websocket(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket) -> None:
+    """Run one WebSocket connection inside its own nursery; never lets an error escape to the server.
+
+    The one exception is the test client asking for server errors to be re-raised.
+    """
+    session_scope = trio.CancelScope(shield=True)
+    session_over = False
+
+    def task_failed(exc: BaseException) -> None:
+        if websocket._failure is None:
+            websocket._failure = exc
+            logger.error("Exception in a task of WebSocket %s", websocket.scope.get("path"), exc_info=exc)
+        session_scope.cancel()
+
+    async def watch_for_shutdown() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            # Reached only by cancellation: the server's (shutdown) or ours (session over).
+            if not session_over:
+                websocket._go_away(1001)
+                session_scope.cancel()
+
+    app.connections.add(websocket)
+    websocket._session_scope = session_scope
+    bug: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            websocket._nursery = nursery
+            websocket._task_failed = task_failed
+            nursery.start_soon(watch_for_shutdown)
+            with session_scope:
+                try:
+                    bug = await _run_session(app, route, websocket)
+                finally:
+                    session_over = True
+            nursery.cancel_scope.cancel()
+    finally:
+        app.connections.discard(websocket)
+        websocket._nursery = None
+    if bug is None and websocket._failure is not None and raises_into_tests(websocket):
+        bug = websocket._failure
+    if bug is not None:
+        raise bug
+
+
+class ConnectionRegistry:
+    """The open WebSocket connections of one app, so shutdown can say goodbye to each."""
+
+    def __init__(self) -> None:
+        self._connections: set[WebSocket] = set()
+        self._empty = trio.Event()
+        self._empty.set()
+
+    def add(self, websocket: WebSocket) -> None:
+        """Register a connection that has started."""
+        if not self._connections:
+            self._empty = trio.Event()
+        self._connections.add(websocket)
+
+    def discard(self, websocket: WebSocket) -> None:
+        """Forget a connection that has ended."""
+        self._connections.discard(websocket)
+        if not self._connections:
+            self._empty.set()
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def __iter__(self) -> Iterator[WebSocket]:
+        return iter(list(self._connections))
+
+    async def go_away(self, grace: float) -> None:
+        """Close every connection with 1001 and wait up to ``grace`` seconds for their handlers.
+
+        Handlers see ``WebSocketDisconnect(1001)``; those still running after
+        ``grace`` are cancelled (their teardown still runs, shielded and bounded).
+        """
+        async with trio.open_nursery() as nursery:
+            for websocket in self:
+                nursery.start_soon(_say_goodbye, websocket)
+        with trio.move_on_after(grace):
+            await self._empty.wait()
+        for websocket in self:
+            if websocket._session_scope is not None:
+                websocket._session_scope.cancel()
+        with trio.move_on_after(CLOSE_TIMEOUT + 1):
+            await self._empty.wait()
+
+
+async def _say_goodbye(websocket: WebSocket) -> None:
+    websocket._go_away(1001)
+    if websocket.application_state is WebSocketState.CONNECTED:
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await websocket.close(1001, "server shutting down")

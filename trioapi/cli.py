@@ -1,0 +1,171 @@
+"""``trioapi run module:app``: serve an app from the command line.
+
+With ``--workers 1`` (the default) the app is served in this process. With more,
+this process binds the socket once, starts that many worker processes that
+share it, forwards Ctrl-C/SIGTERM to them, and waits for their graceful
+shutdown. Every worker, like the single process, closes open WebSockets with
+1001 before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import trio
+
+from trioapi.server import ServerConfig, serve
+
+__all__ = ["load_app", "main"]
+
+SERVERS = {"hypercorn": "hypercorn", "trio-websocket": "native", "native": "native"}
+
+
+def load_app(target: str) -> Any:
+    """Import ``module:attribute`` (the current directory is importable, as for hypercorn)."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise SystemExit(f"trioapi: expected 'module:app', got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"trioapi: cannot import {module_name!r}: {exc}") from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise SystemExit(f"trioapi: module {module_name!r} has no attribute {attribute!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trioapi", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve an app")
+    run.add_argument("app", help="the app to serve, as module:attribute")
+    run.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)")
+    run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument(
+        "--server", choices=sorted(SERVERS), default="hypercorn", help="server (default hypercorn)"
+    )
+    defaults = ServerConfig()
+    run.add_argument(
+        "--ping-interval", type=float, default=defaults.ping_interval, help="keepalive ping seconds"
+    )
+    run.add_argument(
+        "--idle-timeout", type=float, default=defaults.idle_timeout, help="drop silent peers after"
+    )
+    run.add_argument(
+        "--max-message-size", type=int, default=defaults.max_message_size, help="close 1009 above"
+    )
+    run.add_argument(
+        "--graceful-timeout", type=float, default=defaults.graceful_timeout, help="shutdown grace"
+    )
+    run.add_argument("--log-level", default="info", help="logging level (default info)")
+    run.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's inherited socket
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        max_message_size=args.max_message_size,
+        ping_interval=args.ping_interval or None,
+        idle_timeout=args.idle_timeout or None,
+        graceful_timeout=args.graceful_timeout,
+    )
+
+
+async def _until_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+async def _serve_until_signal(app: Any, args: argparse.Namespace, sock: socket.socket | None) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            partial(
+                serve,
+                app,
+                host=args.host,
+                port=args.port,
+                server=SERVERS[args.server],  # type: ignore[arg-type]
+                config=_config(args),
+                shutdown_trigger=_until_signal,
+                sock=sock,
+            )
+        )
+        if sock is None:
+            scheme = "ws" if SERVERS[args.server] == "native" else "http"
+            print(
+                f"trioapi: serving {args.app} on {scheme}://{args.host}:{port} (Ctrl-C to stop)", flush=True
+            )
+
+
+def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    port = sock.getsockname()[1]
+    child_argv = [sys.executable, "-m", "trioapi", *argv, "--workers", "1", "--fd", str(sock.fileno())]
+    workers = [subprocess.Popen(child_argv, pass_fds=[sock.fileno()]) for _ in range(args.workers)]
+    scheme = "ws" if SERVERS[args.server] == "native" else "http"
+    print(
+        f"trioapi: serving {args.app} on {scheme}://{args.host}:{port} with {args.workers} workers "
+        "(Ctrl-C to stop)",
+        flush=True,
+    )
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(worker.poll() is None for worker in workers):
+        time.sleep(0.2)
+    stop(signal.SIGTERM, None)
+    deadline = time.monotonic() + args.graceful_timeout + 5
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    sock.close()
+    return 0 if stopping else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``trioapi`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.workers < 1:
+        raise SystemExit("trioapi: --workers must be at least 1")
+    if args.workers > 1:
+        return _supervise(args, [a for a in argv])
+    app = load_app(args.app)
+    sock = None if args.fd is None else socket.socket(fileno=args.fd)
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(_serve_until_signal, app, args, sock)
+    return 0

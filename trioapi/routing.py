@@ -1,0 +1,457 @@
+"""Routes and routers: which endpoint serves a path, decided once per connection.
+
+A path template such as ``/ws/{room}/{client_id:int}`` is compiled to a regular
+expression when the route is declared, and the endpoint's signature is analysed
+then too (``trioapi.dependencies``); matching a connection is one regex search,
+and nothing on the per-message path looks at the route again.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from trioapi.datastructures import URLPath
+from trioapi.dependencies.analysis import EndpointPlan, analyze_endpoint
+from trioapi.exceptions import RouteDefinitionError
+
+if TYPE_CHECKING:
+    from trioapi._types import Scope
+    from trioapi.params import Depends
+
+__all__ = [
+    "APIRoute",
+    "APIRouter",
+    "APIWebSocketRoute",
+    "BaseRoute",
+    "Match",
+    "NoMatchFound",
+    "compile_path",
+]
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+class Match(enum.Enum):
+    """How well a route fits a connection."""
+
+    NONE = 0
+    #: The path fits but the method does not (HTTP 405).
+    PARTIAL = 1
+    FULL = 2
+
+
+class NoMatchFound(Exception):
+    """``url_path_for`` found no route with that name and those parameters."""
+
+    def __init__(self, name: str, path_params: dict[str, Any]) -> None:
+        params = ", ".join(sorted(path_params))
+        super().__init__(f'No route exists for name "{name}" and params "{params}".')
+
+
+# -- path templates -------------------------------------------------------------
+
+
+@attrs.frozen
+class Convertor:
+    """How one kind of path parameter is matched, converted, and written back."""
+
+    regex: str
+    convert: Callable[[str], Any]
+    to_string: Callable[[Any], str] = str
+
+
+def _float_to_string(value: float) -> str:
+    return f"{value:.20f}".rstrip("0").rstrip(".")
+
+
+CONVERTORS: dict[str, Convertor] = {
+    "str": Convertor("[^/]+", str),
+    "path": Convertor(".*", str),
+    "int": Convertor("[0-9]+", int),
+    "float": Convertor(r"[0-9]+(?:\.[0-9]+)?", float, _float_to_string),
+    "uuid": Convertor(
+        "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", uuid.UUID
+    ),
+}
+
+_PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::([a-zA-Z_][a-zA-Z0-9_]*))?}")
+
+
+@attrs.frozen
+class CompiledPath:
+    """A path template compiled for matching and for building URLs."""
+
+    template: str
+    regex: re.Pattern[str]
+    format: str
+    convertors: dict[str, Convertor]
+
+    @property
+    def param_names(self) -> frozenset[str]:
+        """The names of the template's parameters."""
+        return frozenset(self.convertors)
+
+
+def compile_path(path: str) -> CompiledPath:
+    """Compile ``path`` (``{name}`` or ``{name:int|float|str|path|uuid}`` parameters)."""
+    if not path.startswith("/"):
+        raise RouteDefinitionError(f"Route paths must start with '/': {path!r}")
+    regex, fmt, convertors, index = "^", "", {}, 0
+    for match in _PARAM.finditer(path):
+        name, kind = match.group(1), match.group(2) or "str"
+        if kind not in CONVERTORS:
+            raise RouteDefinitionError(
+                f"Unknown path convertor {kind!r} in {path!r}; use one of {', '.join(CONVERTORS)}"
+            )
+        if name in convertors:
+            raise RouteDefinitionError(f"Duplicate path parameter {name!r} in {path!r}")
+        convertor = CONVERTORS[kind]
+        regex += re.escape(path[index : match.start()]) + f"(?P<{name}>{convertor.regex})"
+        fmt += path[index : match.start()] + "{" + name + "}"
+        convertors[name] = convertor
+        index = match.end()
+    regex += re.escape(path[index:]) + "$"
+    fmt += path[index:]
+    return CompiledPath(path, re.compile(regex), fmt, convertors)
+
+
+# -- routes ---------------------------------------------------------------------
+
+
+class BaseRoute:
+    """A route: ``matches`` a scope and builds its own URL with ``url_path_for``."""
+
+    path: str
+    name: str
+    compiled: CompiledPath
+    protocol: str = ""
+
+    def _match_path(self, scope: Scope) -> dict[str, Any] | None:
+        match = self.compiled.regex.match(scope["path"])
+        if match is None:
+            return None
+        params: dict[str, Any] = {}
+        for name, value in match.groupdict().items():
+            params[name] = self.compiled.convertors[name].convert(value)
+        return params
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Whether this route serves ``scope``, and the scope items to add if it does."""
+        raise NotImplementedError
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """The path of this route if it is called ``name`` and takes exactly ``path_params``."""
+        if name != self.name or set(path_params) != set(self.compiled.convertors):
+            raise NoMatchFound(name, path_params)
+        values = {key: self.compiled.convertors[key].to_string(value) for key, value in path_params.items()}
+        for key, text in values.items():
+            if "/" in text and self.compiled.convertors[key] is not CONVERTORS["path"]:
+                raise NoMatchFound(name, path_params)
+        return URLPath(self.compiled.format.format(**values), self.protocol)
+
+
+def _endpoint_name(endpoint: Callable[..., Any]) -> str:
+    return getattr(endpoint, "__name__", type(endpoint).__name__)
+
+
+def _is_async_callable(obj: Any) -> bool:
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(type(obj).__call__)
+
+
+class APIWebSocketRoute(BaseRoute):
+    """A WebSocket endpoint at ``path``.
+
+    The endpoint must be an ``async def``; its parameters are analysed now, so a
+    shape that cannot work is refused here with a ``RouteDefinitionError`` rather
+    than on the first connection.
+    """
+
+    protocol = "websocket"
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Awaitable[Any]],
+        *,
+        name: str | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        allowed_origins: Collection[str] | None = None,
+    ) -> None:
+        if not _is_async_callable(endpoint):
+            raise RouteDefinitionError(
+                f"WebSocket endpoint {_endpoint_name(endpoint)!r} for {path!r} must be an 'async def' "
+                "function: a WebSocket handler awaits messages, and a plain 'def' would block the server"
+            )
+        self.path = path
+        self.endpoint = endpoint
+        self.name = _endpoint_name(endpoint) if name is None else name
+        self.dependencies = list(dependencies or ())
+        self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
+        self.compiled = compile_path(path)
+        self.plan: EndpointPlan = analyze_endpoint(
+            endpoint,
+            path=path,
+            path_param_names=self.compiled.param_names,
+            kind="websocket",
+            dependencies=self.dependencies,
+        )
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """``Match.FULL`` with the converted ``path_params`` for a WebSocket scope on this path."""
+        if scope["type"] == "websocket":
+            params = self._match_path(scope)
+            if params is not None:
+                return Match.FULL, {"path_params": params, "route": self, "endpoint": self.endpoint}
+        return Match.NONE, {}
+
+    def __repr__(self) -> str:
+        return f"APIWebSocketRoute(path={self.path!r}, name={self.name!r})"
+
+
+class APIRoute(BaseRoute):
+    """An HTTP endpoint at ``path`` for ``methods``.
+
+    The endpoint may be ``async def`` or a plain ``def`` (run inline: it must not
+    block). A ``dict`` or ``list`` result is sent as JSON, a ``Response`` as is.
+    """
+
+    protocol = "http"
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Collection[str] = ("GET",),
+        name: str | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        status_code: int = 200,
+    ) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        self.name = _endpoint_name(endpoint) if name is None else name
+        self.methods = frozenset(method.upper() for method in methods)
+        if "GET" in self.methods:
+            self.methods |= {"HEAD"}
+        self.dependencies = list(dependencies or ())
+        self.status_code = status_code
+        self.is_async = _is_async_callable(endpoint)
+        self.compiled = compile_path(path)
+        self.plan: EndpointPlan = analyze_endpoint(
+            endpoint,
+            path=path,
+            path_param_names=self.compiled.param_names,
+            kind="http",
+            dependencies=self.dependencies,
+        )
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """``FULL`` for this path and method, ``PARTIAL`` for this path with another method."""
+        if scope["type"] == "http":
+            params = self._match_path(scope)
+            if params is not None:
+                child = {"path_params": params, "route": self, "endpoint": self.endpoint}
+                return (Match.FULL if scope["method"] in self.methods else Match.PARTIAL), child
+        return Match.NONE, {}
+
+    def __repr__(self) -> str:
+        return f"APIRoute(path={self.path!r}, name={self.name!r}, methods={sorted(self.methods)!r})"
+
+
+# -- routers --------------------------------------------------------------------
+
+
+class APIRouter:
+    """A group of routes with a shared ``prefix`` and ``dependencies``, for ``include_router``."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "",
+        dependencies: Sequence[Depends] | None = None,
+        routes: Sequence[BaseRoute] | None = None,
+    ) -> None:
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise RouteDefinitionError(
+                f"A router prefix must start with '/' and not end with '/': {prefix!r}"
+            )
+        self.prefix = prefix
+        self.dependencies = list(dependencies or ())
+        self.routes: list[BaseRoute] = list(routes or ())
+
+    # WebSocket routes
+
+    def add_api_websocket_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Awaitable[Any]],
+        *,
+        name: str | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        allowed_origins: Collection[str] | None = None,
+    ) -> APIWebSocketRoute:
+        """Add a WebSocket endpoint at ``prefix + path`` and return its route."""
+        route = APIWebSocketRoute(
+            self.prefix + path,
+            endpoint,
+            name=name,
+            dependencies=[*self.dependencies, *(dependencies or ())],
+            allowed_origins=allowed_origins,
+        )
+        self.routes.append(route)
+        return route
+
+    def websocket(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        allowed_origins: Collection[str] | None = None,
+    ) -> Callable[[Endpoint], Endpoint]:
+        """Decorate an ``async def`` handler as the WebSocket endpoint for ``path``."""
+
+        def decorator(endpoint: Endpoint) -> Endpoint:
+            self.add_api_websocket_route(
+                path, endpoint, name=name, dependencies=dependencies, allowed_origins=allowed_origins
+            )
+            return endpoint
+
+        return decorator
+
+    # HTTP routes
+
+    def add_api_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Collection[str] = ("GET",),
+        name: str | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        status_code: int = 200,
+    ) -> APIRoute:
+        """Add an HTTP endpoint at ``prefix + path`` and return its route."""
+        route = APIRoute(
+            self.prefix + path,
+            endpoint,
+            methods=methods,
+            name=name,
+            dependencies=[*self.dependencies, *(dependencies or ())],
+            status_code=status_code,
+        )
+        self.routes.append(route)
+        return route
+
+    def api_route(
+        self,
+        path: str,
+        *,
+        methods: Collection[str] = ("GET",),
+        name: str | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        status_code: int = 200,
+    ) -> Callable[[Endpoint], Endpoint]:
+        """Decorate an HTTP endpoint for ``path`` and ``methods``."""
+
+        def decorator(endpoint: Endpoint) -> Endpoint:
+            self.add_api_route(
+                path, endpoint, methods=methods, name=name, dependencies=dependencies, status_code=status_code
+            )
+            return endpoint
+
+        return decorator
+
+    def get(self, path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+        """Decorate a GET endpoint."""
+        return self.api_route(path, methods=("GET",), **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+        """Decorate a POST endpoint."""
+        return self.api_route(path, methods=("POST",), **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+        """Decorate a PUT endpoint."""
+        return self.api_route(path, methods=("PUT",), **options)
+
+    def patch(self, path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+        """Decorate a PATCH endpoint."""
+        return self.api_route(path, methods=("PATCH",), **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+        """Decorate a DELETE endpoint."""
+        return self.api_route(path, methods=("DELETE",), **options)
+
+    # Composition
+
+    def include_router(
+        self,
+        router: APIRouter,
+        *,
+        prefix: str = "",
+        dependencies: Sequence[Depends] | None = None,
+    ) -> None:
+        """Add copies of ``router``'s routes under ``prefix``, with ``dependencies`` run first.
+
+        The routes are re-declared (and re-analysed) now, so later changes to
+        ``router`` do not leak into this one.
+        """
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise RouteDefinitionError(
+                f"An include prefix must start with '/' and not end with '/': {prefix!r}"
+            )
+        extra = list(dependencies or ())
+        for route in router.routes:
+            if isinstance(route, APIWebSocketRoute):
+                self.add_api_websocket_route(
+                    prefix + route.path,
+                    route.endpoint,
+                    name=route.name,
+                    dependencies=[*extra, *route.dependencies],
+                    allowed_origins=route.allowed_origins,
+                )
+            elif isinstance(route, APIRoute):
+                self.add_api_route(
+                    prefix + route.path,
+                    route.endpoint,
+                    methods=route.methods - {"HEAD"},
+                    name=route.name,
+                    dependencies=[*extra, *route.dependencies],
+                    status_code=route.status_code,
+                )
+            else:  # pragma: no cover - only the two route kinds exist
+                raise TypeError(f"Cannot include route {route!r}")
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """The path of the route called ``name`` with ``path_params``; ``NoMatchFound`` if none fits."""
+        for route in self.routes:
+            try:
+                return route.url_path_for(name, **path_params)
+            except NoMatchFound:
+                continue
+        raise NoMatchFound(name, path_params)
+
+    def match(self, scope: Scope) -> tuple[BaseRoute | None, Scope, bool]:
+        """The first route that fully matches ``scope`` (and its child scope).
+
+        The last item says whether some route matched the path with another
+        method, so that the caller can answer 405 rather than 404.
+        """
+        partial = False
+        for route in self.routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return route, child, partial
+            if match is Match.PARTIAL:
+                partial = True
+        return None, {}, partial

@@ -1,0 +1,179 @@
+"""Serve an app from inside a Trio program: ``await trioapi.serve(app, ...)``.
+
+Two servers carry the same app and handlers:
+
+- ``"hypercorn"`` (default): hypercorn's trio worker; HTTP routes and WebSockets.
+- ``"native"``: trioapi's own accept loop over trio-websocket; WebSockets only
+  (plain HTTP requests get 426 Upgrade Required), fewer hops per message, and
+  the client's real close codes.
+
+Shutdown is graceful on both: when ``shutdown_trigger`` returns (or the
+surrounding scope is cancelled) every open WebSocket gets close 1001, handlers
+see ``WebSocketDisconnect(1001)`` and their teardown runs, within
+``graceful_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+import trio
+
+from trioapi._lifespan import LifespanDriver
+from trioapi.transports.native import NativeConfig, handle_native_stream
+
+if TYPE_CHECKING:
+    from trioapi.applications import TrioAPI
+
+__all__ = ["ServerConfig", "serve"]
+
+logger = logging.getLogger("trioapi")
+
+ServerKind = Literal["hypercorn", "native"]
+
+
+@attrs.frozen
+class ServerConfig:
+    """Limits shared by both servers; each default is explained in the deployment guide."""
+
+    #: Close 1009 for a larger message (bytes on hypercorn, characters on native for text).
+    max_message_size: int = 1024 * 1024
+    #: Keepalive ping interval in seconds; ``None`` turns pings off.
+    ping_interval: float | None = 20.0
+    #: Drop a peer silent for this long (hypercorn ``read_timeout``; native: ping deadline).
+    idle_timeout: float | None = 60.0
+    #: Seconds open WebSockets get to finish after close 1001 on shutdown.
+    graceful_timeout: float = 5.0
+    #: Seconds a client has to complete its handshake.
+    handshake_timeout: float = 10.0
+
+
+async def _wait_forever() -> None:
+    await trio.sleep_forever()
+
+
+async def serve(
+    app: TrioAPI,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    server: ServerKind = "hypercorn",
+    config: ServerConfig | None = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    sock: socket.socket | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``host:port`` until ``shutdown_trigger`` returns or the caller cancels.
+
+    Use it with ``await nursery.start(partial(trioapi.serve, app, port=0))``: the
+    port actually bound is reported through ``task_status`` once the app's
+    lifespan has started. A lifespan startup failure raises here. ``sock`` is an
+    already-listening socket to serve instead of binding ``host:port`` (the CLI
+    passes one shared by its worker processes).
+    """
+    config = config or ServerConfig()
+    trigger = shutdown_trigger or _wait_forever
+
+    async def goodbye_then_stop() -> None:
+        await trigger()
+        logger.info("Shutting down: closing %d WebSocket(s) with 1001", len(app.connections))
+        await app.shutdown_connections(config.graceful_timeout)
+
+    if server == "hypercorn":
+        await _serve_hypercorn(app, host, port, sock, config, goodbye_then_stop, task_status)
+    elif server == "native":
+        await _serve_native(app, host, port, sock, config, goodbye_then_stop, task_status)
+    else:
+        raise ValueError(f"server must be 'hypercorn' or 'native', not {server!r}")
+
+
+def hypercorn_config(host: str, port: int, sock: socket.socket | None, config: ServerConfig) -> object:
+    """A ``hypercorn.config.Config`` carrying ``config``'s limits."""
+    from hypercorn.config import Config
+
+    hc = Config()
+    if sock is not None:
+        hc.bind = [f"fd://{sock.fileno()}"]
+    else:
+        hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hc.websocket_max_message_size = config.max_message_size
+    hc.websocket_ping_interval = config.ping_interval
+    if config.idle_timeout is not None:
+        hc.read_timeout = math.ceil(config.idle_timeout)
+    hc.graceful_timeout = config.graceful_timeout
+    hc.accesslog = None
+    return hc
+
+
+async def _serve_hypercorn(
+    app: TrioAPI,
+    host: str,
+    port: int,
+    sock: socket.socket | None,
+    config: ServerConfig,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[int],
+) -> None:
+    from hypercorn.trio import serve as hypercorn_serve
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            partial(
+                hypercorn_serve,
+                app,  # type: ignore[arg-type]
+                hypercorn_config(host, port, sock, config),  # type: ignore[arg-type]
+                shutdown_trigger=shutdown_trigger,
+            )
+        )
+        task_status.started(int(binds[0].rsplit(":", 1)[1]) if binds else port)
+
+
+async def _serve_native(
+    app: TrioAPI,
+    host: str,
+    port: int,
+    sock: socket.socket | None,
+    config: ServerConfig,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[int],
+) -> None:
+    native = NativeConfig(
+        max_message_size=config.max_message_size,
+        handshake_timeout=config.handshake_timeout,
+        ping_interval=config.ping_interval,
+        ping_timeout=config.idle_timeout if config.idle_timeout is not None else 20.0,
+    )
+    lifespan = LifespanDriver(app)
+    async with trio.open_nursery() as app_nursery:
+        await lifespan.startup(app_nursery)
+        if sock is not None:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
+        else:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = listeners[0].socket.getsockname()[1]
+        logger.info("trioapi (native) serving on ws://%s:%s", host, bound)
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as server:
+                handler = partial(_handle, app, native, lifespan.state)
+                server.start_soon(
+                    partial(trio.serve_listeners, handler, listeners, handler_nursery=connections)
+                )
+                task_status.started(bound)
+                await shutdown_trigger()
+                server.cancel_scope.cancel()
+            # Connections were told goodbye by the trigger; anything left is cut.
+            connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.shutdown()
+        app_nursery.cancel_scope.cancel()
+
+
+async def _handle(
+    app: TrioAPI, native: NativeConfig, state: dict[str, object], stream: trio.SocketStream
+) -> None:
+    await handle_native_stream(app, stream, native, state)

@@ -1,0 +1,262 @@
+"""The native transport: trioapi's own accept loop over trio-websocket.
+
+``serve_websocket`` as shipped by trio-websocket lets one handler's exception
+take the whole server down; here every connection runs in its own nursery under
+``TrioAPI.handle_websocket``, which never lets an error escape. Compared with the
+ASGI path there is no per-message dict and no server queue between the socket
+and the handler, and the client's real close code reaches the app (hypercorn
+always reports 1006).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import attrs
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    Endpoint,
+    WebSocketConnection,
+    WebSocketRequest,
+    wrap_server_stream,
+)
+
+from trioapi.transports import PeerClosed
+from trioapi.websockets import WebSocket
+
+if TYPE_CHECKING:
+    from trioapi._types import Scope
+    from trioapi.applications import TrioAPI
+
+__all__ = ["NativeConfig", "NativeTransport", "handle_native_stream"]
+
+logger = logging.getLogger("trioapi.native")
+
+#: Longest HTTP request head accepted before the handshake, in bytes.
+MAX_REQUEST_HEAD = 16 * 1024
+
+
+@attrs.frozen
+class NativeConfig:
+    """Limits of the native transport. Every default is documented in ``docs/guides/deployment.md``."""
+
+    #: Close 1009 when a message is longer than this (characters for text).
+    max_message_size: int = 1024 * 1024
+    #: Drop a client that has not finished its handshake after this long.
+    handshake_timeout: float = 10.0
+    #: Seconds between keepalive pings; ``None`` turns keepalive off.
+    ping_interval: float | None = 20.0
+    #: A peer that does not answer a ping within this long is dropped (dead-peer detection).
+    ping_timeout: float = 20.0
+    #: Bytes per socket read; trio-websocket's 4 KiB default costs large messages dearly.
+    receive_buffer_size: int = 64 * 1024
+    #: Messages trio-websocket buffers between its reader and the handler.
+    message_queue_size: int = 4
+
+
+def _closed(exc: ConnectionClosed) -> PeerClosed:
+    reason = exc.reason
+    if reason is None:
+        return PeerClosed(1006, "")
+    return PeerClosed(reason.code, reason.reason or "")
+
+
+class NativeTransport:
+    """A ``WebSocketTransport`` over a trio-websocket ``WebSocketRequest``/``WebSocketConnection``."""
+
+    __slots__ = ("_connection", "_request", "can_deny")
+
+    def __init__(self, request: WebSocketRequest) -> None:
+        self._request = request
+        self._connection: WebSocketConnection | None = None
+        self.can_deny = True
+
+    async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+        """Send the 101 response."""
+        self._connection = await self._request.accept(subprotocol=subprotocol, extra_headers=headers)
+
+    async def receive(self) -> str | bytes:
+        """The next message from trio-websocket's reader."""
+        assert self._connection is not None
+        try:
+            return await self._connection.get_message()
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def send(self, message: str | bytes) -> None:
+        """Send one message."""
+        assert self._connection is not None
+        try:
+            await self._connection.send_message(message)
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close (or, before accept, refuse with 403 as hypercorn does)."""
+        if self._connection is None:
+            await self._request.reject(403)
+        else:
+            await self._connection.aclose(code, reason or None)
+
+    async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Refuse the handshake with an HTTP response (trio-websocket adds Content-Length)."""
+        extra = [(name, value) for name, value in headers if name.lower() != b"content-length"]
+        await self._request.reject(status, extra_headers=extra, body=body or None)
+
+    @property
+    def connection(self) -> WebSocketConnection | None:
+        """The trio-websocket connection once accepted (for keepalive pings)."""
+        return self._connection
+
+
+class _PrefixedStream(trio.abc.Stream):
+    """A stream that first replays bytes already read (the request head we peeked at)."""
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        return bytes(await self._stream.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        if isinstance(self._stream, trio.abc.HalfCloseableStream):
+            await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+_UPGRADE_BODY = b"This server only speaks WebSocket (RFC 6455)\n"
+_UPGRADE_REQUIRED = (
+    b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: close\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: " + str(len(_UPGRADE_BODY)).encode() + b"\r\n\r\n" + _UPGRADE_BODY
+)
+
+
+async def _read_request_head(stream: trio.abc.Stream) -> bytes:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_REQUEST_HEAD:
+            raise ValueError("request head too large")
+        chunk = await stream.receive_some(MAX_REQUEST_HEAD)
+        if not chunk:
+            raise ValueError("connection closed before the request head ended")
+        head += chunk
+    return head
+
+
+def _is_upgrade(head: bytes) -> bool:
+    lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    for line in lines:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"upgrade" and b"websocket" in value.lower():
+            return True
+    return False
+
+
+def _scope_for(request: WebSocketRequest, state: dict[str, Any]) -> Scope:
+    target = request.path
+    path, _, query = target.partition("?")
+    local, remote = request.local, request.remote
+    is_ssl = isinstance(local, Endpoint) and local.is_ssl
+    scope: Scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": "wss" if is_ssl else "ws",
+        "path": unquote(path),
+        "raw_path": path.encode("latin-1"),
+        "query_string": query.encode("latin-1"),
+        "root_path": "",
+        "headers": list(request.headers),
+        "subprotocols": list(request.proposed_subprotocols),
+        "state": dict(state),
+        "extensions": {"websocket.http.response": {}},
+    }
+    if isinstance(remote, Endpoint):
+        scope["client"] = (str(remote.address), remote.port)
+    if isinstance(local, Endpoint):
+        scope["server"] = (str(local.address), local.port)
+    return scope
+
+
+async def _keepalive(transport: NativeTransport, config: NativeConfig, stream: trio.abc.Stream) -> None:
+    """Ping the peer every ``ping_interval``; drop one that does not answer within ``ping_timeout``.
+
+    Dropping means aborting the TCP stream: the handler then sees
+    ``WebSocketDisconnect(1006)``, as for any connection that broke.
+    """
+    assert config.ping_interval is not None
+    while True:
+        await trio.sleep(config.ping_interval)
+        connection = transport.connection
+        if connection is None or connection.closed is not None:
+            continue
+        try:
+            with trio.fail_after(config.ping_timeout):
+                await connection.ping()
+        except trio.TooSlowError:
+            logger.info("WebSocket peer did not answer a ping within %ss; dropping it", config.ping_timeout)
+            await trio.aclose_forcefully(stream)
+            return
+        except ConnectionClosed:
+            return
+
+
+async def handle_native_stream(
+    app: TrioAPI, stream: trio.abc.Stream, config: NativeConfig, state: dict[str, Any]
+) -> None:
+    """Serve one TCP connection: handshake, then the app's handler; never raises."""
+    try:
+        with trio.move_on_after(config.handshake_timeout) as handshake:
+            head = await _read_request_head(stream)
+        if handshake.cancelled_caught:
+            return
+        if not _is_upgrade(head):
+            await stream.send_all(_UPGRADE_REQUIRED)
+            return
+        await _serve_upgrade(app, _PrefixedStream(stream, head), config, state)
+    except (ValueError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        logger.debug("Connection dropped before the handshake: %s", exc)
+    except Exception:
+        logger.exception("Unexpected error in the native transport")
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+
+
+async def _serve_upgrade(
+    app: TrioAPI, stream: _PrefixedStream, config: NativeConfig, state: dict[str, Any]
+) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.move_on_after(config.handshake_timeout) as handshake:
+            request = await wrap_server_stream(
+                nursery,
+                stream,
+                message_queue_size=config.message_queue_size,
+                max_message_size=config.max_message_size,
+                receive_buffer_size=config.receive_buffer_size,
+            )
+        if handshake.cancelled_caught:
+            nursery.cancel_scope.cancel()
+            return
+        transport = NativeTransport(request)
+        websocket = WebSocket(_scope_for(request, state), transport=transport)
+        if config.ping_interval is not None:
+            nursery.start_soon(_keepalive, transport, config, stream)
+        await app.handle_websocket(websocket)
+        nursery.cancel_scope.cancel()

@@ -80,10 +80,13 @@ async def dependency_exit_stack(timeout: float = 5.0) -> AsyncIterator[AsyncExit
     disconnect, or cancellation (server shutdown). It is shielded so the code
     after a dependency's ``yield`` can still await (close a database session,
     say) while the connection is being cancelled; ``timeout`` bounds it, after
-    which what is still running is cancelled and a warning logged. As with
-    ``contextlib.AsyncExitStack``, the exception that ended the block is thrown
-    into each context manager; one may suppress an ``Exception``, never a
-    cancellation or a ``BaseException``.
+    which what is still running is cancelled and a warning logged; the
+    teardowns not reached yet still run, once each, but with ``trio.Cancelled``
+    thrown in, so only their non-blocking cleanup (``finally``) completes. As
+    with ``contextlib.AsyncExitStack``, the exception that ended the block is
+    thrown into each context manager (code after a bare ``yield`` runs only on
+    success: use ``try``/``finally``); one may suppress an ``Exception``, never
+    a cancellation or a ``BaseException``.
     """
     stack = AsyncExitStack()
     try:

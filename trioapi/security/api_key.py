@@ -97,8 +97,9 @@ class APIKeySubprotocol(APIKeyBase):
     chooses none of those it offered), and the header still travels with the
     handshake, so servers that log all headers will log it.
 
-    ``name`` is the prefix (default ``"access_token."``). On an HTTP route the
-    ``Sec-WebSocket-Protocol`` header is read all the same.
+    ``name`` is the prefix (default ``"access_token."``). The offered list is the
+    WebSocket scope's ``subprotocols``; on an HTTP route, the
+    ``Sec-WebSocket-Protocol`` header.
     """
 
     def __init__(
@@ -113,9 +114,16 @@ class APIKeySubprotocol(APIKeyBase):
 
     async def __call__(self, connection: HTTPConnection) -> str | None:
         """The token from the first offered subprotocol that starts with the prefix."""
-        for header in connection.headers.getlist("sec-websocket-protocol"):
-            for offered in header.split(","):
-                offered = offered.strip()
-                if offered.startswith(self.name):
-                    return self.check_api_key(offered[len(self.name) :])
+        for offered in _offered_subprotocols(connection):
+            if offered.startswith(self.name):
+                return self.check_api_key(offered[len(self.name) :])
         return self.check_api_key(None)
+
+
+def _offered_subprotocols(connection: HTTPConnection) -> list[str]:
+    """The subprotocols of a WebSocket scope, else those of the header (an HTTP request)."""
+    offered: list[str] | None = connection.scope.get("subprotocols")
+    if offered is not None:
+        return offered
+    headers = connection.headers.getlist("sec-websocket-protocol")
+    return [item.strip() for header in headers for item in header.split(",")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import pytest
 
 from examples import (
@@ -17,19 +18,30 @@ from examples import (
 )
 from trioapi.testing import TestClient, WebSocketRejected
 
+# --8<-- [end:imports]
 
+
+# --8<-- [start:basic]
 async def test_basic_echo() -> None:
     async with TestClient(basic.app) as client, client.websocket_connect("/ws") as ws:
         await ws.send_text("hello")
         assert await ws.receive_text() == "Message text was: hello"
 
 
+# --8<-- [end:basic]
+
+
+# --8<-- [start:path_params]
 async def test_path_params_converts_client_id() -> None:
     async with TestClient(path_params.app) as client, client.websocket_connect("/ws/42") as ws:
         await ws.send_text("hi")
         assert await ws.receive_text() == "Client 42: hi"
 
 
+# --8<-- [end:path_params]
+
+
+# --8<-- [start:path_params_rejected]
 async def test_path_params_rejects_a_non_integer_client_id() -> None:
     async with TestClient(path_params.app) as client:
         with pytest.raises(WebSocketRejected) as info:
@@ -39,6 +51,10 @@ async def test_path_params_rejects_a_non_integer_client_id() -> None:
     assert "client_id" in info.value.reason
 
 
+# --8<-- [end:path_params_rejected]
+
+
+# --8<-- [start:dependencies]
 async def test_dependencies_valid_token_greets_and_echoes() -> None:
     headers = {"Authorization": "Bearer valid-token"}
     async with TestClient(dependencies.app) as client, client.websocket_connect("/ws", headers=headers) as ws:
@@ -47,6 +63,10 @@ async def test_dependencies_valid_token_greets_and_echoes() -> None:
         assert await ws.receive_text() == "Echo: ping"
 
 
+# --8<-- [end:dependencies]
+
+
+# --8<-- [start:dependencies_denied]
 async def test_dependencies_wrong_token_is_denied_with_401() -> None:
     headers = {"Authorization": "Bearer nope"}
     async with TestClient(dependencies.app) as client:
@@ -57,6 +77,10 @@ async def test_dependencies_wrong_token_is_denied_with_401() -> None:
     assert info.value.json() == {"detail": "Invalid token"}
 
 
+# --8<-- [end:dependencies_denied]
+
+
+# --8<-- [start:dependencies_missing]
 async def test_dependencies_missing_token_is_denied() -> None:
     async with TestClient(dependencies.app) as client:
         with pytest.raises(WebSocketRejected) as info:
@@ -65,6 +89,10 @@ async def test_dependencies_missing_token_is_denied() -> None:
     assert info.value.status_code in (401, 403)
 
 
+# --8<-- [end:dependencies_missing]
+
+
+# --8<-- [start:json_messages]
 async def test_json_messages_wraps_the_original() -> None:
     async with TestClient(json_messages.app) as client, client.websocket_connect("/ws/json") as ws:
         await ws.send_json({"hello": "wörld"})
@@ -75,6 +103,10 @@ async def test_json_messages_wraps_the_original() -> None:
         }
 
 
+# --8<-- [end:json_messages]
+
+
+# --8<-- [start:connection_manager]
 async def test_connection_manager_broadcasts_and_announces_leavers() -> None:
     async with TestClient(connection_manager.app) as client:
         async with client.websocket_connect("/ws/1") as one:
@@ -87,6 +119,10 @@ async def test_connection_manager_broadcasts_and_announces_leavers() -> None:
     assert connection_manager.manager.active_connections == []
 
 
+# --8<-- [end:connection_manager]
+
+
+# --8<-- [start:query_params]
 async def test_query_params_welcome_and_echo() -> None:
     async with TestClient(query_params.app) as client:
         async with client.websocket_connect("/ws?room=lobby&user_id=7") as ws:
@@ -95,6 +131,10 @@ async def test_query_params_welcome_and_echo() -> None:
             assert await ws.receive_text() == "[lobby] User 7: yo"
 
 
+# --8<-- [end:query_params]
+
+
+# --8<-- [start:query_params_rejected]
 @pytest.mark.parametrize("query", ["", "?room=lobby", "?room=lobby&user_id=seven"])
 async def test_query_params_missing_or_invalid_user_id_is_rejected_naming_it(query: str) -> None:
     async with TestClient(query_params.app) as client:
@@ -106,6 +146,10 @@ async def test_query_params_missing_or_invalid_user_id_is_rejected_naming_it(que
     assert len(info.value.reason.encode()) <= 123
 
 
+# --8<-- [end:query_params_rejected]
+
+
+# --8<-- [start:error_handling]
 async def test_error_handling_answers_every_kind_of_input() -> None:
     async with TestClient(error_handling.app) as client, client.websocket_connect("/ws/safe") as ws:
         await ws.send_text("{not json")
@@ -120,6 +164,10 @@ async def test_error_handling_answers_every_kind_of_input() -> None:
         assert (await ws.receive_json())["error"].startswith("Processing error")
 
 
+# --8<-- [end:error_handling]
+
+
+# --8<-- [start:custom_close]
 @pytest.mark.parametrize(
     ("command", "code", "reason"),
     [("close", 1000, "Client requested close"), ("error", 1011, "Server error occurred")],
@@ -132,6 +180,10 @@ async def test_custom_close_codes(command: str, code: int, reason: str) -> None:
         assert await ws.wait_closed() == (code, reason)
 
 
+# --8<-- [end:custom_close]
+
+
+# --8<-- [start:routes]
 async def test_routes_router_prefix_and_url_path_for() -> None:
     async with TestClient(routes.app) as client:
         async with client.websocket_connect("/v1/rooms/blue") as ws:
@@ -140,3 +192,6 @@ async def test_routes_router_prefix_and_url_path_for() -> None:
             assert await ws.receive_text() == "blue: hi"
         async with client.websocket_connect("/status") as ws:
             assert await ws.receive_text() == "ok"
+
+
+# --8<-- [end:routes]

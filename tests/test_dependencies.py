@@ -16,6 +16,7 @@ import trio
 import trio.lowlevel
 from handshakes import request_for, websocket_for
 
+from examples import yield_dependency
 from trioapi import (
     APIRouter,
     Depends,
@@ -643,3 +644,21 @@ async def test_app_router_and_route_dependencies_run_outermost_first() -> None:
     async with TestClient(app) as client, client.websocket_connect("/r/ws") as ws:
         await ws.wait_closed()
     assert order == ["app", "include", "router", "route", "endpoint"]
+
+
+# -- the dependencies guide's example ------------------------------------------------------------
+
+
+async def test_yield_dependency_example_holds_one_database_for_the_connection() -> None:
+    yield_dependency.Database.log.clear()
+    async with TestClient(yield_dependency.app) as client:
+        async with client.websocket_connect("/rooms?room=lobby") as ws:
+            assert await ws.receive_text() == "welcome to lobby"
+            await ws.send_text("hi")
+            assert await ws.receive_text() == "echo: hi"
+            assert yield_dependency.Database.log == ["opened"]
+        with pytest.raises(WebSocketRejected) as info:
+            async with client.websocket_connect("/rooms?room=Not%20Valid"):
+                pass
+        assert info.value.reason == "query.room: value does not match the pattern '^[a-z0-9-]+$'"
+    assert yield_dependency.Database.log == ["opened", "closed"]

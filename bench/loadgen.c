@@ -11,7 +11,7 @@
  *   idle       open --conns N connections, print "READY <n>" on stdout, hold them until a line
  *              arrives on stdin or --hold s pass, then close them.  Answers pings meanwhile.
  *   connrate   --concurrency K slots, each loops connect -> handshake -> close handshake -> EOF.
- *              Reports completed connections per second.
+ *              Reports completed connections per second and the p50/p99 of connect -> EOF.
  *   broadcast  --conns N connections on --path (default /broadcast); connection 0 publishes a
  *              message, every other connection must receive it, then the next round starts.
  *              Reports deliveries/s and the p50/p99 delivery latency (publish -> receipt).
@@ -770,7 +770,10 @@ static void on_event(conn *c, uint32_t events) {
             if (c->st == ST_CLOSING && c->got_close) {
                 if (opt_mode == MODE_CONNRATE) {
                     connections_all++;
-                    if (measuring) connections_ok++;
+                    if (measuring) {
+                        connections_ok++;
+                        h_add(&latency, now_ns() - c->t_connect); /* connect -> server's FIN */
+                    }
                 }
             } else if (!(c->st == ST_CLOSING && opt_mode != MODE_CONNRATE)) {
                 record_error("conn %u: EOF in state %d", c->id, c->st);

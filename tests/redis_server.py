@@ -16,14 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from servers import free_port
 
 
 def kill_process_group(process: subprocess.Popen[bytes]) -> None:

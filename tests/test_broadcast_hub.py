@@ -316,3 +316,40 @@ async def test_a_stuck_client_under_drop_oldest_keeps_a_bounded_outbox_and_count
     assert member.dropped == 200 - 16 - 1
     assert result["stuck_close_code"] is None
     assert result["peak_backlog"] == 16
+
+
+# -- the examples -----------------------------------------------------------------
+
+
+async def test_the_chat_example_serves_its_page_and_relays_messages_within_a_room() -> None:
+    from examples import chat
+
+    async with TestClient(chat.app) as client:
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert "new WebSocket(url)" in page.text
+        async with client.websocket_connect("/ws/lobby/ann") as ann:
+            assert await ann.receive_json() == {"type": "joined", "client": "ann"}
+            async with client.websocket_connect("/ws/lobby/bob") as bob:
+                assert await bob.receive_json() == {"type": "joined", "client": "bob"}
+                assert await ann.receive_json() == {"type": "joined", "client": "bob"}
+                await bob.send_text("hello")
+                expected = {"type": "message", "client": "bob", "text": "hello"}
+                assert await ann.receive_json() == expected
+                assert await bob.receive_json() == expected
+            assert await ann.receive_json() == {"type": "left", "client": "bob"}
+
+
+async def test_the_ticker_example_pushes_ticks_and_stops_when_the_client_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from examples import ticker
+
+    monkeypatch.setattr(ticker, "TICK_SECONDS", 0.01)
+    async with TestClient(ticker.app) as client:
+        async with client.websocket_connect("/ticks") as ws:
+            first = (await ws.receive_json())["tick"]
+            assert (await ws.receive_json())["tick"] == first + 1
+            await ws.vanish()
+        await settle()
+        assert ticker.broadcast.channels == []

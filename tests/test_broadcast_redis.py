@@ -14,7 +14,8 @@ from typing import Any
 import coredis
 import pytest
 import trio
-from redis_server import RedisServer, free_port, redis_server  # noqa: F401 -- the fixture
+from redis_server import RedisServer, redis_server  # noqa: F401 -- the fixture
+from servers import free_port
 
 from trioapi.broadcast import BackendUnavailable, Broadcast, RedisBackend, Subscriber
 

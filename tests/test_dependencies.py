@@ -16,7 +16,7 @@ import trio
 import trio.lowlevel
 from handshakes import request_for, websocket_for
 
-from examples import yield_dependency
+from examples import dependency_overrides, yield_dependency
 from trioapi import (
     APIRouter,
     Depends,
@@ -662,3 +662,8 @@ async def test_yield_dependency_example_holds_one_database_for_the_connection() 
                 pass
         assert info.value.reason == "query.room: value does not match the pattern '^[a-z0-9-]+$'"
     assert yield_dependency.Database.log == ["opened", "closed"]
+
+
+async def test_dependency_overrides_example() -> None:
+    await dependency_overrides.room_with_fake_database()
+    assert yield_dependency.app.dependency_overrides == {}

@@ -13,7 +13,7 @@ import attrs
 import pytest
 from handshakes import websocket_for
 
-from examples import auth_cookie, auth_query, auth_subprotocol
+from examples import auth_cookie, auth_header_or_query, auth_query, auth_subprotocol
 from trioapi import Depends, TrioAPI, WebSocket
 from trioapi.datastructures import Headers
 from trioapi.dependencies.analysis import analyze_endpoint
@@ -276,3 +276,15 @@ class _Recording(dict[str, str]):
     def get(self, key: str, default: Any = None) -> Any:
         self.log.append(key)
         return super().get(key, default)
+
+
+async def test_header_or_query_example_takes_either_and_refuses_neither() -> None:
+    async with TestClient(auth_header_or_query.app) as client:
+        for kwargs in ({"headers": {"X-API-Key": "k-123"}}, {"params": {"api_key": "k-123"}}):
+            async with client.websocket_connect("/events", **kwargs) as ws:  # type: ignore[arg-type]
+                assert await ws.receive_json() == {"subscribed": "billing-service"}
+        with pytest.raises(WebSocketRejected) as info:
+            async with client.websocket_connect("/events"):
+                pass
+    assert info.value.status_code == 401
+    assert info.value.headers["www-authenticate"] == "APIKey"

@@ -171,14 +171,13 @@ def analyze_endpoint(
     converter, or a dependency has a shape that would block (a sync generator).
     """
     context = _Context(path, frozenset(path_param_names), kind)
-    invocation, _ = _invocation_of(call, role="endpoint")
-    if invocation is Invocation.CONTEXT_MANAGER:
+    root = _analyze_callable(call, context, role="endpoint")
+    if root.invocation is Invocation.CONTEXT_MANAGER:
         raise RouteDefinitionError(
             f"endpoint {_describe(call)} for {path!r} is a generator or context manager; "
             "an endpoint must be a plain 'async def' function (move setup and teardown into a "
             "dependency with 'yield')"
         )
-    root = _analyze_callable(call, context, role="endpoint")
     route_dependencies = tuple(
         _dependency_param(None, marker, None, context, where=f"dependencies=[...] of route {path!r}")
         for marker in dependencies
@@ -190,7 +189,7 @@ def analyze_endpoint(
         path_param_names=context.path_param_names,
         root=root,
         dependencies=route_dependencies,
-        is_coroutine=invocation is Invocation.ASYNC,
+        is_coroutine=root.invocation is Invocation.ASYNC,
     )
 
 
@@ -225,7 +224,9 @@ def _describe(call: Any) -> str:
     return f"'{module}.{name}'"
 
 
-def _invocation_of(call: Callable[..., Any], *, role: str) -> tuple[Invocation, Callable[..., Any]]:
+def _invocation_of(
+    call: Callable[..., Any], signature: inspect.Signature, *, role: str
+) -> tuple[Invocation, Callable[..., Any]]:
     """Decide once how ``call`` is invoked, and refuse the shapes that would block."""
     if inspect.isclass(call):
         # Calling a class constructs it; one that is an async context manager is entered.
@@ -249,7 +250,7 @@ def _invocation_of(call: Callable[..., Any], *, role: str) -> tuple[Invocation, 
     if inspect.isasyncgenfunction(unwrapped):
         # ``@asynccontextmanager`` hides the generator behind a plain function.
         return Invocation.CONTEXT_MANAGER, call
-    returns = _signature(call, role).return_annotation
+    returns = signature.return_annotation
     returns = typing.get_origin(returns) or returns
     if isinstance(returns, type) and hasattr(returns, "__aenter__") and hasattr(returns, "__aexit__"):
         return Invocation.CONTEXT_MANAGER, call
@@ -269,12 +270,13 @@ def _signature(call: Callable[..., Any], role: str) -> inspect.Signature:
 
 
 def _analyze_callable(call: Callable[..., Any], context: _Context, *, role: str) -> DependantPlan:
-    invocation, function = _invocation_of(call, role=role)
+    signature = _signature(call, role)
+    invocation, function = _invocation_of(call, signature, role=role)
     values: list[ValueParam] = []
     connections: list[str] = []
     scopes: list[str] = []
     dependencies: list[DependencyParam] = []
-    for parameter in _signature(call, role).parameters.values():
+    for parameter in signature.parameters.values():
         if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             continue  # nothing is passed to *args/**kwargs
         where = f"parameter {parameter.name!r} of {role} {_describe(call)} (route {context.path!r})"

@@ -133,7 +133,10 @@ class _Solver:
     def resolve(self, dependency: DependencyParam) -> DependantPlan:
         """The plan to run for ``dependency``: its own, or its override's."""
         if self.overrides:
-            replacement = self.overrides.get(dependency.dependency)
+            try:
+                replacement = self.overrides.get(dependency.dependency)
+            except TypeError:  # an unhashable dependency cannot be a key of the overrides
+                replacement = None
             if replacement is not None:
                 return self.plan.plan_for_override(replacement)
         return dependency.plan

@@ -4,7 +4,8 @@ Define an ``app`` fixture in your tests, then ask for:
 
 - ``client``: an in-memory ``TestClient`` with the lifespan running;
 - ``live_server``: the app served on an ephemeral 127.0.0.1 port in the test's
-  nursery, once on hypercorn and once on the native transport (narrow it with
+  nursery (with the limits of the ``live_server_config`` fixture), once on
+  hypercorn and once on the native transport (narrow it with
   ``@pytest.mark.parametrize("live_server", ["native"], indirect=True)``), so a
   test can connect with trio-websocket's own client to ``live_server.ws_url("/ws")``.
 
@@ -24,7 +25,7 @@ import trio
 from trioapi.server import ServerConfig, serve
 from trioapi.testing import TestClient
 
-__all__ = ["LiveServer", "client", "live_server"]
+__all__ = ["LiveServer", "client", "live_server", "live_server_config"]
 
 
 @attrs.frozen
@@ -56,13 +57,19 @@ async def client(app: Any) -> AsyncIterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def live_server_config() -> ServerConfig:
+    """The limits ``live_server`` serves with; override this fixture to change them."""
+    return ServerConfig(graceful_timeout=2.0)
+
+
 @pytest.fixture(params=["hypercorn", "native"])
 async def live_server(
-    app: Any, request: pytest.FixtureRequest, nursery: trio.Nursery
+    app: Any, live_server_config: ServerConfig, request: pytest.FixtureRequest, nursery: trio.Nursery
 ) -> AsyncIterator[LiveServer]:
     """Serve the ``app`` fixture on 127.0.0.1 and an ephemeral port for the test's duration."""
     stop = trio.Event()
-    config = ServerConfig(graceful_timeout=2.0)
+    config = live_server_config
     port = await nursery.start(
         partial(
             serve,

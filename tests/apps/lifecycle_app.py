@@ -1,0 +1,54 @@
+"""An app for live lifecycle tests; it prints what happens so the test can read the server's output."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import trio
+
+from trioapi import Depends, TrioAPI, WebSocket, WebSocketDisconnect
+
+app = TrioAPI()
+
+
+async def resource() -> AsyncIterator[str]:
+    print("setup", flush=True)
+    try:
+        yield "resource"
+    finally:
+        print("teardown", flush=True)
+
+
+@app.websocket("/hold")
+async def hold(websocket: WebSocket, res: str = Depends(resource)) -> None:
+    await websocket.accept()
+    await websocket.send_text("ready")
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect as exc:
+        print(f"handler saw {exc.code}", flush=True)
+        raise
+
+
+@app.websocket("/echo/{name}")
+async def echo(websocket: WebSocket, name: str) -> None:
+    await websocket.accept()
+    async for text in websocket.iter_text():
+        if text == "crash":
+            raise RuntimeError(f"{name} crashed on purpose")
+        await websocket.send_text(f"{name}:{text}")
+
+
+@app.websocket("/push")
+async def push(websocket: WebSocket) -> None:
+    await websocket.accept()
+
+    async def ticks() -> None:
+        while True:
+            await websocket.send_text("tick")
+            await trio.sleep(0.05)
+
+    websocket.start_soon(ticks)
+    gone = await websocket.wait_disconnected()
+    print(f"push ended {gone.code}", flush=True)

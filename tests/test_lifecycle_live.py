@@ -1,0 +1,127 @@
+"""Connection lifecycle on real servers: shutdown with 1001, isolation, disconnects, dead peers."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import struct
+
+import pytest
+import trio
+from servers import ROOT, ServerProcess, running_server
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+APP = "apps.lifecycle_app:app"
+ENV = {"PYTHONPATH": str(ROOT / "tests")}
+#: The servers trioapi starts itself, and hypercorn's own CLI.
+SHUTDOWN_KINDS = ("trioapi-hypercorn", "native", "hypercorn")
+
+
+async def _wait_for_output(server: ServerProcess, text: str, count: int = 1) -> None:
+    """Poll the server's output until ``text`` appears ``count`` times (bounded by the caller)."""
+    while server.output.count(text) < count:  # noqa: ASYNC110 - another process's output: polling is all there is
+        await trio.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", SHUTDOWN_KINDS)
+async def test_sigterm_closes_open_sockets_with_1001_and_runs_teardown(kind: str) -> None:
+    extra = ("--graceful-timeout", "1") if kind == "hypercorn" else ("--graceful-timeout", "3")
+    with running_server(kind, APP, *extra, env=ENV) as server:
+        codes: list[int] = []
+
+        async def client(ready: trio.Event) -> None:
+            async with open_websocket_url(server.url("/hold")) as ws:
+                assert await ws.get_message() == "ready"
+                ready.set()
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.get_message()
+                codes.append(info.value.reason.code)
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    ready = trio.Event()
+                    nursery.start_soon(client, ready)
+                    await ready.wait()
+                # The master process only, as docker and systemd (KillMode=mixed) do.
+                os.kill(server.process.pid, signal.SIGTERM)
+            returncode = await trio.to_thread.run_sync(server.process.wait, 15)
+        output = server.output
+        assert codes == [1001, 1001, 1001]
+        assert returncode == 0
+        assert output.count("handler saw 1001") == 3, output
+        assert output.count("teardown") == 3, output
+        assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("kind", ["hypercorn", "native"])
+async def test_a_crashing_handler_leaves_fifty_other_connections_working(kind: str) -> None:
+    with running_server(kind, APP, env=ENV) as server:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                results: list[str] = []
+                crashed = trio.Event()
+
+                async def bystander(n: int, started: trio.Event) -> None:
+                    async with open_websocket_url(server.url(f"/echo/c{n}")) as ws:
+                        started.set()
+                        await crashed.wait()
+                        await ws.send_message("still alive")
+                        results.append(await ws.get_message())
+
+                for n in range(50):
+                    started = trio.Event()
+                    nursery.start_soon(bystander, n, started)
+                    await started.wait()
+                async with open_websocket_url(server.url("/echo/victim")) as victim:
+                    await victim.send_message("crash")
+                    with pytest.raises(ConnectionClosed) as info:
+                        await victim.get_message()
+                assert info.value.reason.code == 1011
+                crashed.set()
+        assert sorted(results) == sorted(f"c{n}:still alive" for n in range(50))
+        server.terminate()
+        assert "victim crashed on purpose" in server.output
+
+
+@pytest.mark.parametrize("kind", ["hypercorn", "native"])
+async def test_push_only_handler_ends_promptly_when_its_client_vanishes(kind: str) -> None:
+    with running_server(kind, APP, env=ENV) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await _handshake(stream, "/push")
+        await stream.receive_some(1024)  # the first ticks
+        # Vanish: no close frame, just a reset TCP connection.
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+        with trio.fail_after(1.5):
+            await _wait_for_output(server, "push ended")
+        assert "Traceback" not in server.output
+
+
+@pytest.mark.parametrize("kind", ["trioapi-hypercorn", "native"])
+async def test_a_peer_that_never_answers_pings_is_dropped(kind: str) -> None:
+    options = ("--ping-interval", "0.2", "--idle-timeout", "1")
+    with running_server(kind, APP, *options, env=ENV) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await _handshake(stream, "/hold")
+        # Never read again: pings go unanswered.
+        with trio.fail_after(10):
+            await _wait_for_output(server, "handler saw 1006")
+        await stream.aclose()
+        assert "teardown" in server.output
+        assert "Traceback" not in server.output
+
+
+async def _handshake(stream: trio.SocketStream, path: str) -> None:
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await stream.send_all(request.encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += await stream.receive_some(4096)
+    assert response.startswith(b"HTTP/1.1 101"), response

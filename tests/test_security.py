@@ -5,13 +5,17 @@ tests and annotated with local names, which only eager annotations can see.
 """
 
 import base64
+import json
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import Annotated, Any
 
 import attrs
 import pytest
+import trio
 from handshakes import websocket_for
+from servers import KINDS, ServerProcess, running_server
+from trio_websocket import ConnectionRejected, open_websocket_url
 
 from examples import auth_cookie, auth_header_or_query, auth_query, auth_subprotocol
 from trioapi import Depends, TrioAPI, WebSocket
@@ -288,3 +292,46 @@ async def test_header_or_query_example_takes_either_and_refuses_neither() -> Non
                 pass
     assert info.value.status_code == 401
     assert info.value.headers["www-authenticate"] == "APIKey"
+
+
+# -- on real servers, with trio-websocket's client ---------------------------------------------------
+
+
+async def _live_auth_examples(server: ServerProcess) -> None:
+    headers = [(b"Cookie", b"session=abc123"), (b"Origin", b"https://chat.example.com")]
+    async with open_websocket_url(server.url("/ws"), extra_headers=headers) as ws:
+        assert json.loads(await ws.get_message()) == {"user": "alice", "unread": 3}
+    foreign = [(b"Cookie", b"session=abc123"), (b"Origin", b"https://evil.example")]
+    with pytest.raises(ConnectionRejected) as info:
+        async with open_websocket_url(server.url("/ws"), extra_headers=foreign):
+            pass
+    assert info.value.status_code == 403
+    with pytest.raises(ConnectionRejected) as info:
+        async with open_websocket_url(server.url("/ws"), extra_headers=headers[1:]):
+            pass
+    assert info.value.status_code == 401
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_cookie_example_on_a_real_server(kind: str) -> None:
+    with running_server(kind, "examples.auth_cookie:app") as server:
+        with trio.fail_after(20):
+            await _live_auth_examples(server)
+        assert server.terminate() == 0
+        assert "Traceback" not in server.output, server.output
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_subprotocol_example_on_a_real_server(kind: str) -> None:
+    with running_server(kind, "examples.auth_subprotocol:app") as server:
+        with trio.fail_after(20):
+            offered = ["chat.v1", "access_token.t0ken"]
+            async with open_websocket_url(server.url("/ws"), subprotocols=offered) as ws:
+                assert ws.subprotocol == "chat.v1"
+                assert await ws.get_message() == "Hello, alice!"
+            with pytest.raises(ConnectionRejected) as info:
+                async with open_websocket_url(server.url("/ws"), subprotocols=["chat.v1"]):
+                    pass
+            assert info.value.status_code == 401
+        assert server.terminate() == 0
+        assert "Traceback" not in server.output, server.output

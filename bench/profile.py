@@ -8,9 +8,10 @@
 The server is started exactly as ``bench/run.py`` starts it (pinned to CPU 0), the load generator
 drives one scenario for ``--seconds`` (plus a warm-up), and py-spy samples the busiest process of
 the server's tree meanwhile.  The summary gives self time by function and by package, and the
-share of samples by *layer*: the innermost frame that belongs to trioapi, the server
-(hypercorn / trio-websocket / wsproto), trio, or the app, walking out from the leaf; so
-"trioapi" counts time spent in trioapi's own code and in the trio primitives it calls directly.
+share of samples by *layer*: socket system calls and trio's scheduler first (by the leaf
+frame), then the innermost frame that belongs to trioapi, the server (hypercorn /
+trio-websocket / wsproto) or the app, walking out from the leaf; so "trioapi" counts time
+spent in trioapi's own code and in the trio primitives it calls directly.
 """
 
 from __future__ import annotations
@@ -54,14 +55,26 @@ def parse_frame(frame: str) -> tuple[str, str]:
     return f"{m['fn']} ({file})", file
 
 
+SYSCALL_LEAVES = re.compile(r"_nonblocking_helper|_epoll_wait|socket\.accept|_SocketType\.(shutdown|close)")
+OWNED = re.compile(r"^(trioapi|bench|hypercorn|trio_websocket|wsproto|h11)/")
+
+
 def layer_of(stack: list[tuple[str, str]]) -> str:
+    leaf_fn = stack[-1][0]
+    if SYSCALL_LEAVES.search(leaf_fn):
+        return "socket syscalls (trio/_socket.py, epoll)"
+    loop = max(
+        (i for i, (fn, _) in enumerate(stack) if fn.startswith(("run (trio/", "unrolled_run"))), default=-1
+    )
+    if loop >= 0 and not any(OWNED.search(file) for _, file in stack[loop + 1 :]):
+        return "trio scheduler / I/O manager"
     for fn, file in reversed(stack):
         for name, pattern in LAYERS:
             if pattern.search(file) or pattern.search(fn):
                 if name == "trio":
                     break  # trio primitives count for whoever called them: keep walking out
                 return name
-    return "trio/other"
+    return "trio / other"
 
 
 def summarise(raw: Path, top: int) -> str:

@@ -32,7 +32,10 @@ __all__ = [
     "Invalid",
     "UnsupportedAnnotation",
     "constrained",
+    "error",
+    "is_body_type",
     "json_converter",
+    "prefixed",
     "sequence_type",
     "split_optional",
     "strip_annotated",
@@ -302,14 +305,20 @@ def text_converter(tp: Any) -> Converter:
 
 def text_list_converter(container: type, item_type: Any) -> Converter:
     """A converter for every value of a repeated query key or header (``list[int]``)."""
-    convert_item = text_converter(item_type)
+    return _items_converter(container, text_converter(item_type))
 
-    def convert(values: list[str]) -> Any:
+
+def _items_converter(container: type, convert_item: Converter) -> Converter:
+    """Convert each item of a list, locating failures by index; build ``container`` from the results."""
+
+    def convert(value: Any) -> Any:
+        if not isinstance(value, list):
+            _fail("list_type", "value is not a valid list", value)
         converted: list[Any] = []
         errors: list[dict[str, Any]] = []
-        for index, value in enumerate(values):
+        for index, item in enumerate(value):
             try:
-                converted.append(convert_item(value))
+                converted.append(convert_item(item))
             except Invalid as exc:
                 errors.extend(prefixed(exc.errors, (index,)))
         if errors:
@@ -343,7 +352,8 @@ def _json_converter(tp: Any, building: dict[type, Converter]) -> Converter:
         return _first_that_fits([json_converter(member, building) for member in members], tp)
     sequence = sequence_type(tp)
     if sequence is not None:
-        return _json_sequence(*sequence, building)
+        container, item_type = sequence
+        return _items_converter(container, json_converter(item_type, building))
     origin = typing.get_origin(tp) or tp
     if origin in (dict, collections.abc.Mapping, collections.abc.MutableMapping):
         args = typing.get_args(tp)
@@ -355,26 +365,6 @@ def _json_converter(tp: Any, building: dict[type, Converter]) -> Converter:
         f"cannot read {tp!r} from JSON; supported: {SUPPORTED}, list[X], dict[str, X], "
         "attrs classes and dataclasses"
     )
-
-
-def _json_sequence(container: type, item_type: Any, building: dict[type, Converter]) -> Converter:
-    convert_item = json_converter(item_type, building)
-
-    def convert(value: Any) -> Any:
-        if not isinstance(value, list):
-            _fail("list_type", "value is not a valid list", value)
-        converted: list[Any] = []
-        errors: list[dict[str, Any]] = []
-        for index, item in enumerate(value):
-            try:
-                converted.append(convert_item(item))
-            except Invalid as exc:
-                errors.extend(prefixed(exc.errors, (index,)))
-        if errors:
-            raise Invalid(errors)
-        return converted if container is list else container(converted)
-
-    return convert
 
 
 def _json_mapping(convert_key: Converter, convert_value: Converter) -> Converter:

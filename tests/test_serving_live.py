@@ -1,0 +1,89 @@
+"""Serving: limits, workers, plain HTTP on the native transport, and embedding with ``trioapi.serve``."""
+
+from __future__ import annotations
+
+import os
+import signal
+from functools import partial
+
+import pytest
+import trio
+from servers import ROOT, running_server
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+import trioapi
+from examples import basic
+
+ENV = {"PYTHONPATH": str(ROOT / "tests")}
+
+
+@pytest.mark.parametrize("kind", ["trioapi-hypercorn", "native"])
+async def test_a_message_over_the_size_limit_closes_with_1009(kind: str) -> None:
+    with running_server(kind, "examples.basic:app", "--max-message-size", "1000") as server:
+        with trio.fail_after(10):
+            async with open_websocket_url(server.url("/ws")) as ws:
+                await ws.send_message("small")
+                assert await ws.get_message() == "Message text was: small"
+                await ws.send_message("x" * 5000)
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.get_message()
+        assert info.value.reason.code == 1009
+        assert server.terminate() == 0
+        assert "Traceback" not in server.output
+
+
+async def test_native_transport_answers_plain_http_with_426() -> None:
+    with running_server("native", "examples.basic:app") as server:
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                response = b""
+                while chunk := await stream.receive_some(4096):
+                    response += chunk
+        assert response.startswith(b"HTTP/1.1 426 Upgrade Required\r\n")
+        assert b"Upgrade: websocket" in response
+
+
+@pytest.mark.parametrize("kind", ["trioapi-hypercorn", "native"])
+async def test_workers_share_the_port_and_stop_together(kind: str) -> None:
+    with running_server(kind, "apps.lifecycle_app:app", "--workers", "2", env=ENV) as server:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                codes: list[int] = []
+
+                async def client(ready: trio.Event) -> None:
+                    async with open_websocket_url(server.url("/hold")) as ws:
+                        assert await ws.get_message() == "ready"
+                        ready.set()
+                        with pytest.raises(ConnectionClosed) as info:
+                            await ws.get_message()
+                        codes.append(info.value.reason.code)
+
+                for _ in range(6):
+                    ready = trio.Event()
+                    nursery.start_soon(client, ready)
+                    await ready.wait()
+                os.kill(server.process.pid, signal.SIGTERM)
+            returncode = await trio.to_thread.run_sync(server.process.wait, 15)
+        assert codes == [1001] * 6
+        assert returncode == 0
+        assert server.output.count("teardown") == 6
+        assert "Traceback" not in server.output
+
+
+@pytest.mark.parametrize("server_kind", ["hypercorn", "native"])
+async def test_serve_reports_the_port_and_stops_with_its_trigger(server_kind: str) -> None:
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            partial(trioapi.serve, basic.app, port=0, server=server_kind, shutdown_trigger=stop.wait)
+        )
+        assert port > 0
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send_message("embedded")
+            assert await ws.get_message() == "Message text was: embedded"
+            stop.set()
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.get_message()
+        assert info.value.reason.code == 1001

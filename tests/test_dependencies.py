@@ -146,7 +146,7 @@ async def test_depends_without_callable_calls_the_annotation() -> None:
         def __init__(self, page: int = 1, size: int = 10) -> None:
             self.page, self.size = page, size
 
-    async def endpoint(paging: Pagination = Depends()) -> None:  # noqa: B008
+    async def endpoint(paging: Pagination = Depends()) -> None:
         pass
 
     paging = (await solve(endpoint, "/ws?page=3"))["paging"]

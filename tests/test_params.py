@@ -129,7 +129,7 @@ async def test_query_none_default_makes_it_optional() -> None:
 
 
 async def test_mutable_defaults_are_not_shared_between_connections() -> None:
-    async def endpoint(tags: list[str] = Query(["a"])) -> None:  # noqa: B008
+    async def endpoint(tags: list[str] = Query(["a"])) -> None:
         pass
 
     plan = plan_for(endpoint)
@@ -169,7 +169,7 @@ async def test_mutable_defaults_are_not_shared_between_connections() -> None:
     ],
 )
 async def test_query_value_is_converted_to_the_annotation(annotation: Any, text: str, expected: Any) -> None:
-    async def endpoint(v: annotation = Query()) -> None:  # noqa: B008
+    async def endpoint(v: annotation = Query()) -> None:
         pass
 
     assert (await values(endpoint, f"/ws?v={text}"))["v"] == expected
@@ -186,7 +186,7 @@ async def test_query_value_is_converted_to_the_annotation(annotation: Any, text:
     ],
 )
 async def test_conversion_errors_are_readable(annotation: Any, text: str, message: str) -> None:
-    async def endpoint(v: annotation = Query()) -> None:  # noqa: B008
+    async def endpoint(v: annotation = Query()) -> None:
         pass
 
     [error] = await errors(endpoint, f"/ws?v={text}")
@@ -196,7 +196,7 @@ async def test_conversion_errors_are_readable(annotation: Any, text: str, messag
 
 
 async def test_repeated_query_key_fills_a_list() -> None:
-    async def endpoint(tag: list[int] = Query([])) -> None:  # noqa: B008
+    async def endpoint(tag: list[int] = Query([])) -> None:
         pass
 
     assert await values(endpoint, "/ws?tag=1&tag=2&tag=3") == {"tag": [1, 2, 3]}
@@ -204,7 +204,7 @@ async def test_repeated_query_key_fills_a_list() -> None:
 
 
 async def test_invalid_list_item_is_located_by_index() -> None:
-    async def endpoint(tag: list[int] = Query()) -> None:  # noqa: B008
+    async def endpoint(tag: list[int] = Query()) -> None:
         pass
 
     assert [e["loc"] for e in await errors(endpoint, "/ws?tag=1&tag=x")] == [("query", "tag", 1)]
@@ -308,7 +308,7 @@ async def test_length_and_pattern_constraints() -> None:
 
 
 async def test_list_length_constraint_counts_items() -> None:
-    async def endpoint(tag: list[str] = Query(max_length=2)) -> None:  # noqa: B008
+    async def endpoint(tag: list[str] = Query(max_length=2)) -> None:
         pass
 
     [error] = await errors(endpoint, "/ws?tag=a&tag=b&tag=c")
@@ -461,7 +461,7 @@ def test_invalid_pattern_is_refused() -> None:
 
 
 def test_list_cookie_is_refused() -> None:
-    async def endpoint(c: list[str] = Cookie()) -> None:  # noqa: B008
+    async def endpoint(c: list[str] = Cookie()) -> None:
         pass
 
     assert "only query and header parameters can be lists" in refusal(endpoint)

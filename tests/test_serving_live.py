@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from functools import partial
 
 import pytest
 import trio
-from servers import ROOT, running_server
+from servers import ROOT, command, free_port, running_server
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 import trioapi
@@ -87,3 +88,18 @@ async def test_serve_reports_the_port_and_stops_with_its_trigger(server_kind: st
             with pytest.raises(ConnectionClosed) as info:
                 await ws.get_message()
         assert info.value.reason.code == 1001
+
+
+@pytest.mark.parametrize("kind", ["trioapi-hypercorn", "native"])
+def test_a_failing_lifespan_stops_the_server_with_a_clear_message(kind: str) -> None:
+    result = subprocess.run(
+        command(kind, "apps.lifecycle_app:broken_app", free_port()),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "could not start" in result.stderr
+    assert "database at 127.0.0.1:1 is unreachable" in result.stderr

@@ -12,12 +12,9 @@ from typing import Any
 import trio
 
 from trioapi._types import ASGIApp, Message
+from trioapi.exceptions import LifespanError
 
 __all__ = ["LifespanDriver", "LifespanError"]
-
-
-class LifespanError(RuntimeError):
-    """The app's lifespan startup or shutdown failed; the message is the app's."""
 
 
 class LifespanDriver:

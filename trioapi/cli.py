@@ -10,7 +10,6 @@ shutdown. Every worker, like the single process, closes open WebSockets with
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import logging
 import os
@@ -25,6 +24,8 @@ from typing import Any
 
 import trio
 
+from trioapi._errors import single_error
+from trioapi.exceptions import LifespanError
 from trioapi.server import ServerConfig, serve
 
 __all__ = ["load_app", "main"]
@@ -94,6 +95,13 @@ async def _until_signal() -> None:
 
 
 async def _serve_until_signal(app: Any, args: argparse.Namespace, sock: socket.socket | None) -> None:
+    try:
+        await _serve_and_announce(app, args, sock)
+    except BaseExceptionGroup as group:
+        raise single_error(group) from None
+
+
+async def _serve_and_announce(app: Any, args: argparse.Namespace, sock: socket.socket | None) -> None:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(
             partial(
@@ -160,12 +168,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Hypercorn has its own handler on this logger; don't print its lines twice.
+    logging.getLogger("hypercorn.error").propagate = False
     if args.workers < 1:
         raise SystemExit("trioapi: --workers must be at least 1")
     if args.workers > 1:
         return _supervise(args, [a for a in argv])
     app = load_app(args.app)
     sock = None if args.fd is None else socket.socket(fileno=args.fd)
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         trio.run(_serve_until_signal, app, args, sock)
+    except KeyboardInterrupt:
+        pass
+    except LifespanError as exc:
+        print(f"trioapi: {args.app} could not start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as exc:
+        print(f"trioapi: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "HTTPException",
+    "LifespanError",
     "RequestValidationError",
     "RouteDefinitionError",
     "ValidationError",
@@ -121,4 +122,12 @@ class RouteDefinitionError(TypeError):
     naming the function and parameter and saying what to write instead: a
     parameter nothing can supply, a blocking sync generator dependency, an
     annotation no converter exists for.
+    """
+
+
+class LifespanError(RuntimeError):
+    """The app's lifespan startup or shutdown failed; the message is the app's own.
+
+    ``trioapi.serve`` raises it when startup fails (so the server never starts
+    listening), and so does ``TestClient`` on entering.
     """

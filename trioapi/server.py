@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 import trio
 
+from trioapi._errors import single_error
 from trioapi._lifespan import LifespanDriver
+from trioapi.exceptions import LifespanError
 from trioapi.transports.native import NativeConfig, handle_native_stream
 
 if TYPE_CHECKING:
@@ -86,11 +88,22 @@ async def serve(
         await app.shutdown_connections(config.graceful_timeout)
 
     if server == "hypercorn":
-        await _serve_hypercorn(app, host, port, sock, config, goodbye_then_stop, task_status)
+        run = _serve_hypercorn
     elif server == "native":
-        await _serve_native(app, host, port, sock, config, goodbye_then_stop, task_status)
+        run = _serve_native
     else:
         raise ValueError(f"server must be 'hypercorn' or 'native', not {server!r}")
+    from hypercorn.utils import LifespanFailureError
+
+    try:
+        await run(app, host, port, sock, config, goodbye_then_stop, task_status)
+    except BaseException as error:
+        exc = single_error(error)
+        if isinstance(exc, LifespanFailureError):
+            raise LifespanError(str(exc)) from None
+        if exc is error:
+            raise
+        raise exc from None
 
 
 def hypercorn_config(host: str, port: int, sock: socket.socket | None, config: ServerConfig) -> object:

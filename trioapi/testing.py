@@ -28,7 +28,8 @@ import attrs
 import trio
 
 from trioapi._errors import single_error
-from trioapi._lifespan import LifespanDriver, LifespanError
+from trioapi._lifespan import LifespanDriver
+from trioapi.exceptions import LifespanError
 from trioapi._types import ASGIApp, Message, Scope
 from trioapi.datastructures import Headers
 from trioapi.websockets import WebSocketDisconnect

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -52,3 +53,12 @@ async def push(websocket: WebSocket) -> None:
     websocket.start_soon(ticks)
     gone = await websocket.wait_disconnected()
     print(f"push ended {gone.code}", flush=True)
+
+
+@asynccontextmanager
+async def failing_lifespan(app: TrioAPI) -> AsyncIterator[None]:
+    raise ConnectionError("database at 127.0.0.1:1 is unreachable")
+    yield
+
+
+broken_app = TrioAPI(lifespan=failing_lifespan)

@@ -29,9 +29,9 @@ import trio
 
 from trioapi._errors import single_error
 from trioapi._lifespan import LifespanDriver
-from trioapi.exceptions import LifespanError
 from trioapi._types import ASGIApp, Message, Scope
 from trioapi.datastructures import Headers
+from trioapi.exceptions import LifespanError
 from trioapi.websockets import WebSocketDisconnect
 
 __all__ = ["LifespanError", "TestClient", "TestResponse", "WebSocketRejected", "WebSocketTestSession"]

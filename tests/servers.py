@@ -9,11 +9,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import attrs
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("hypercorn", "native")
@@ -125,3 +127,31 @@ def running_server(
         finally:
             with suppress(subprocess.TimeoutExpired):
                 server.terminate()
+
+
+async def hold_until_closed(
+    server: ServerProcess, path: str, count: int, then: Callable[[], None]
+) -> list[int]:
+    """Open ``count`` sockets to ``path`` (each must greet with "ready"), call ``then()``,
+    and return the close code each socket got, in the order they closed."""
+    codes: list[int] = []
+
+    async def client(ready: trio.Event) -> None:
+        async with open_websocket_url(server.url(path)) as ws:
+            assert await ws.get_message() == "ready"
+            ready.set()
+            try:
+                await ws.get_message()
+            except ConnectionClosed as closed:
+                assert closed.reason is not None
+                codes.append(closed.reason.code)
+            else:
+                raise AssertionError("expected the server to close the socket")
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            ready = trio.Event()
+            nursery.start_soon(client, ready)
+            await ready.wait()
+        then()
+    return codes

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 import trio
-from servers import ROOT, ServerProcess, running_server
+from servers import ROOT, ServerProcess, hold_until_closed, running_server
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 APP = "apps.lifecycle_app:app"
@@ -29,24 +29,11 @@ async def _wait_for_output(server: ServerProcess, text: str, count: int = 1) -> 
 async def test_sigterm_closes_open_sockets_with_1001_and_runs_teardown(kind: str) -> None:
     extra = ("--graceful-timeout", "1") if kind == "hypercorn" else ("--graceful-timeout", "3")
     with running_server(kind, APP, *extra, env=ENV) as server:
-        codes: list[int] = []
-
-        async def client(ready: trio.Event) -> None:
-            async with open_websocket_url(server.url("/hold")) as ws:
-                assert await ws.get_message() == "ready"
-                ready.set()
-                with pytest.raises(ConnectionClosed) as info:
-                    await ws.get_message()
-                codes.append(info.value.reason.code)
-
         with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                for _ in range(3):
-                    ready = trio.Event()
-                    nursery.start_soon(client, ready)
-                    await ready.wait()
-                # The master process only, as docker and systemd (KillMode=mixed) do.
-                os.kill(server.process.pid, signal.SIGTERM)
+            # SIGTERM to the master process only, as docker and systemd (KillMode=mixed) do.
+            codes = await hold_until_closed(
+                server, "/hold", 3, lambda: os.kill(server.process.pid, signal.SIGTERM)
+            )
             returncode = await trio.to_thread.run_sync(server.process.wait, 15)
         output = server.output
         assert codes == [1001, 1001, 1001]

@@ -9,7 +9,7 @@ from functools import partial
 
 import pytest
 import trio
-from servers import ROOT, command, free_port, running_server
+from servers import ROOT, command, free_port, hold_until_closed, running_server
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 import trioapi
@@ -50,22 +50,9 @@ async def test_native_transport_answers_plain_http_with_426() -> None:
 async def test_workers_share_the_port_and_stop_together(kind: str) -> None:
     with running_server(kind, "apps.lifecycle_app:app", "--workers", "2", env=ENV) as server:
         with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                codes: list[int] = []
-
-                async def client(ready: trio.Event) -> None:
-                    async with open_websocket_url(server.url("/hold")) as ws:
-                        assert await ws.get_message() == "ready"
-                        ready.set()
-                        with pytest.raises(ConnectionClosed) as info:
-                            await ws.get_message()
-                        codes.append(info.value.reason.code)
-
-                for _ in range(6):
-                    ready = trio.Event()
-                    nursery.start_soon(client, ready)
-                    await ready.wait()
-                os.kill(server.process.pid, signal.SIGTERM)
+            codes = await hold_until_closed(
+                server, "/hold", 6, lambda: os.kill(server.process.pid, signal.SIGTERM)
+            )
             returncode = await trio.to_thread.run_sync(server.process.wait, 15)
         assert codes == [1001] * 6
         assert returncode == 0

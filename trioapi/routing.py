@@ -14,7 +14,7 @@ import inspect
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
@@ -127,12 +127,33 @@ def compile_path(path: str) -> CompiledPath:
 
 
 class BaseRoute:
-    """A route: ``matches`` a scope and builds its own URL with ``url_path_for``."""
+    """A route: ``matches`` a scope and builds its own URL with ``url_path_for``.
 
-    path: str
-    name: str
-    compiled: CompiledPath
-    protocol: str = ""
+    Declaring one compiles its path and analyses its endpoint, once.
+    """
+
+    protocol: Literal["websocket", "http"]
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        name: str | None,
+        dependencies: Sequence[Depends] | None,
+    ) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        self.name = _endpoint_name(endpoint) if name is None else name
+        self.dependencies = list(dependencies or ())
+        self.compiled = compile_path(path)
+        self.plan: EndpointPlan = analyze_endpoint(
+            endpoint,
+            path=path,
+            path_param_names=self.compiled.param_names,
+            kind=self.protocol,
+            dependencies=self.dependencies,
+        )
 
     def _match_path(self, scope: Scope) -> dict[str, Any] | None:
         match = self.compiled.regex.match(scope["path"])
@@ -176,7 +197,7 @@ class APIWebSocketRoute(BaseRoute):
     than on the first connection.
     """
 
-    protocol = "websocket"
+    protocol: Literal["websocket", "http"] = "websocket"
 
     def __init__(
         self,
@@ -192,19 +213,8 @@ class APIWebSocketRoute(BaseRoute):
                 f"WebSocket endpoint {_endpoint_name(endpoint)!r} for {path!r} must be an 'async def' "
                 "function: a WebSocket handler awaits messages, and a plain 'def' would block the server"
             )
-        self.path = path
-        self.endpoint = endpoint
-        self.name = _endpoint_name(endpoint) if name is None else name
-        self.dependencies = list(dependencies or ())
+        super().__init__(path, endpoint, name=name, dependencies=dependencies)
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
-        self.compiled = compile_path(path)
-        self.plan: EndpointPlan = analyze_endpoint(
-            endpoint,
-            path=path,
-            path_param_names=self.compiled.param_names,
-            kind="websocket",
-            dependencies=self.dependencies,
-        )
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """``Match.FULL`` with the converted ``path_params`` for a WebSocket scope on this path."""
@@ -225,7 +235,7 @@ class APIRoute(BaseRoute):
     block). A ``dict`` or ``list`` result is sent as JSON, a ``Response`` as is.
     """
 
-    protocol = "http"
+    protocol: Literal["websocket", "http"] = "http"
 
     def __init__(
         self,
@@ -237,23 +247,12 @@ class APIRoute(BaseRoute):
         dependencies: Sequence[Depends] | None = None,
         status_code: int = 200,
     ) -> None:
-        self.path = path
-        self.endpoint = endpoint
-        self.name = _endpoint_name(endpoint) if name is None else name
+        super().__init__(path, endpoint, name=name, dependencies=dependencies)
         self.methods = frozenset(method.upper() for method in methods)
         if "GET" in self.methods:
             self.methods |= {"HEAD"}
-        self.dependencies = list(dependencies or ())
         self.status_code = status_code
         self.is_async = _is_async_callable(endpoint)
-        self.compiled = compile_path(path)
-        self.plan: EndpointPlan = analyze_endpoint(
-            endpoint,
-            path=path,
-            path_param_names=self.compiled.param_names,
-            kind="http",
-            dependencies=self.dependencies,
-        )
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """``FULL`` for this path and method, ``PARTIAL`` for this path with another method."""

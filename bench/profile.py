@@ -122,7 +122,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--server", default="trioapi-hypercorn", choices=list(bench.SERVER_BY_NAME))
     ap.add_argument(
-        "--scenario", default="echo50", choices=["echo1", "echo50", "echo50_16k", "connrate", "bcast50"]
+        "--scenario",
+        default="echo50",
+        choices=[
+            "echo1",
+            "echo50",
+            "echo50_16k",
+            "connrate",
+            "bcast50",
+            "bcast1000",
+            "bcast50_hub",
+            "bcast1000_hub",
+        ],
     )
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
@@ -146,6 +157,30 @@ def main() -> int:
         "echo50_16k": ["--mode", "echo", "--conns", "50", "--size", "16384", "--path", server.echo_path],
         "connrate": ["--mode", "connrate", "--concurrency", "16", "--path", server.echo_path],
         "bcast50": ["--mode", "broadcast", "--conns", "50", "--path", server.broadcast_path or "/broadcast"],
+        "bcast1000": [
+            "--mode",
+            "broadcast",
+            "--conns",
+            "1000",
+            "--path",
+            server.broadcast_path or "/broadcast",
+        ],
+        "bcast50_hub": [
+            "--mode",
+            "broadcast",
+            "--conns",
+            "50",
+            "--path",
+            server.hub_path or "/broadcast-hub",
+        ],
+        "bcast1000_hub": [
+            "--mode",
+            "broadcast",
+            "--conns",
+            "1000",
+            "--path",
+            server.hub_path or "/broadcast-hub",
+        ],
     }[opts.scenario]
     running = harness.start(server)
     try:

@@ -22,7 +22,6 @@ parameter; anything else → logged with its traceback, then 500 before accept o
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -32,7 +31,7 @@ import trio
 from trioapi._errors import single_error
 from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, ValidationError, WebSocketException
-from trioapi.requests import header_list
+from trioapi.responses import JSONResponse
 from trioapi.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 if TYPE_CHECKING:
@@ -61,11 +60,10 @@ async def _final_close(websocket: WebSocket, code: int, reason: str = "") -> Non
 
 
 async def _deny_http(websocket: WebSocket, exc: HTTPException) -> None:
-    body = json.dumps({"detail": exc.detail}, ensure_ascii=False).encode("utf-8")
-    headers = [*header_list(exc.headers), (b"content-type", b"application/json")]
-    headers.append((b"content-length", str(len(body)).encode()))
+    """Refuse the handshake with the response an HTTP route would give for ``exc``."""
+    response = JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
     with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-        await websocket.deny(exc.status_code, headers, body)
+        await websocket.send_denial_response(response)
 
 
 async def _end_with_error(app: TrioAPI, websocket: WebSocket, error: BaseException) -> bool:

@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--graceful-timeout", type=float, default=defaults.graceful_timeout, help="shutdown grace"
     )
+    run.add_argument(
+        "--handshake-timeout", type=float, default=defaults.handshake_timeout, help="native: handshake deadline"
+    )
     run.add_argument("--log-level", default="info", help="logging level (default info)")
     run.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's inherited socket
     return parser
@@ -85,6 +88,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         ping_interval=args.ping_interval or None,
         idle_timeout=args.idle_timeout or None,
         graceful_timeout=args.graceful_timeout,
+        handshake_timeout=args.handshake_timeout,
     )
 
 

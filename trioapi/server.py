@@ -20,7 +20,7 @@ import math
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
@@ -39,6 +39,9 @@ logger = logging.getLogger("trioapi")
 
 ServerKind = Literal["hypercorn", "native"]
 
+#: Seconds left, after every WebSocket said goodbye, for HTTP requests still in flight.
+RESIDUAL_GRACE = 0.5
+
 
 @attrs.frozen
 class ServerConfig:
@@ -48,7 +51,10 @@ class ServerConfig:
     max_message_size: int = 1024 * 1024
     #: Keepalive ping interval in seconds; ``None`` turns pings off.
     ping_interval: float | None = 20.0
-    #: Drop a peer silent for this long (hypercorn ``read_timeout``; native: ping deadline).
+    #: With pings on, drop a peer that has sent nothing (not even a pong) for this
+    #: long: hypercorn's ``read_timeout``; natively, the ping's answer deadline is
+    #: ``idle_timeout - ping_interval``. Ignored when pings are off, so that a quiet
+    #: but healthy client is never dropped.
     idle_timeout: float | None = 60.0
     #: Seconds open WebSockets get to finish after close 1001 on shutdown.
     graceful_timeout: float = 5.0
@@ -117,7 +123,7 @@ def hypercorn_config(host: str, port: int, sock: socket.socket | None, config: S
         hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     hc.websocket_max_message_size = config.max_message_size
     hc.websocket_ping_interval = config.ping_interval
-    if config.idle_timeout is not None:
+    if config.ping_interval is not None and config.idle_timeout is not None:
         hc.read_timeout = math.ceil(config.idle_timeout)
     hc.graceful_timeout = config.graceful_timeout
     hc.accesslog = None
@@ -135,14 +141,18 @@ async def _serve_hypercorn(
 ) -> None:
     from hypercorn.trio import serve as hypercorn_serve
 
+    hc: Any = hypercorn_config(host, port, sock, config)
+
+    async def trigger() -> None:
+        await shutdown_trigger()
+        # The WebSockets have had their grace and are gone. Hypercorn reads this
+        # value only now, and would otherwise wait it out for idle keep-alive
+        # connections and the ping timers of sockets that already closed.
+        hc.graceful_timeout = min(hc.graceful_timeout, RESIDUAL_GRACE)
+
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
-            partial(
-                hypercorn_serve,
-                app,  # type: ignore[arg-type]
-                hypercorn_config(host, port, sock, config),  # type: ignore[arg-type]
-                shutdown_trigger=shutdown_trigger,
-            )
+            partial(hypercorn_serve, app, hc, shutdown_trigger=trigger)  # type: ignore[arg-type]
         )
         task_status.started(int(binds[0].rsplit(":", 1)[1]) if binds else port)
 
@@ -160,7 +170,7 @@ async def _serve_native(
         max_message_size=config.max_message_size,
         handshake_timeout=config.handshake_timeout,
         ping_interval=config.ping_interval,
-        ping_timeout=config.idle_timeout if config.idle_timeout is not None else 20.0,
+        ping_timeout=_ping_deadline(config),
     )
     lifespan = LifespanDriver(app)
     async with trio.open_nursery() as app_nursery:
@@ -184,6 +194,13 @@ async def _serve_native(
             connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.shutdown()
         app_nursery.cancel_scope.cancel()
+
+
+def _ping_deadline(config: ServerConfig) -> float:
+    """How long a native ping may wait for its pong, so a dead peer goes within ``idle_timeout``."""
+    if config.ping_interval is None or config.idle_timeout is None:
+        return NativeConfig.ping_timeout
+    return max(1.0, config.idle_timeout - config.ping_interval)
 
 
 async def _handle(

@@ -382,10 +382,15 @@ class ConnectionHub:
             return SubscriberOverflow(f"member {websocket!r}", outbox.max_backlog)
 
         while True:
-            try:
-                frame = await outbox.get(overflow)
-            except (trio.EndOfChannel, SubscriberOverflow):
-                return
+            if len(outbox):
+                # The previous send has yielded already; take the next frame without
+                # another scheduling round, and park only when the outbox is empty.
+                frame = outbox.get_nowait()
+            else:
+                try:
+                    frame = await outbox.get(overflow)
+                except (trio.EndOfChannel, SubscriberOverflow):
+                    return
             if websocket.application_state is not WebSocketState.CONNECTED:
                 return  # the handler closed it; nothing more can be sent
             try:

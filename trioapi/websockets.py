@@ -145,10 +145,11 @@ class WebSocket(HTTPConnection):
         self._going_away: int | None = None
         # Receiving is single-consumer: whoever is inside transport.receive()
         # owns it; others park until it is done. Messages read ahead by
-        # wait_disconnected() wait in _pending for the handler.
+        # wait_disconnected() wait in _pending for the handler. Both are made
+        # on first need: most connections never need them.
         self._reading = False
-        self._pending: deque[str | bytes] = deque()
-        self._lot = trio.lowlevel.ParkingLot()
+        self._pending: deque[str | bytes] | None = None
+        self._lot: trio.lowlevel.ParkingLot | None = None
         # Set by the connection runner (trioapi._connection) when an app serves this socket.
         self._nursery: trio.Nursery | None = None
         self._task_failed: Callable[[BaseException], None] | None = None
@@ -221,6 +222,12 @@ class WebSocket(HTTPConnection):
             return WebSocketDisconnect(self._peer_close.code, self._peer_close.reason)
         return WebSocketDisconnect(self._local_close_code or 1000)
 
+    def _parking_lot(self) -> trio.lowlevel.ParkingLot:
+        """Where tasks wait for the one reading; made on first need, as most sockets never need it."""
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
+        return self._lot
+
     async def _read(self) -> str | bytes:
         """Take the next message from the transport, as its only reader."""
         self._reading = True
@@ -253,7 +260,7 @@ class WebSocket(HTTPConnection):
             if not self._reading:
                 return await self._read()
             # wait_disconnected() is reading in another task: wait for its result.
-            await self._lot.park()
+            await self._parking_lot().park()
 
     async def receive_text(self) -> str:
         """The next message, which must be a text frame (else ``UnexpectedMessageType``, 1003)."""
@@ -325,13 +332,15 @@ class WebSocket(HTTPConnection):
         and keeps up to ``READ_AHEAD_LIMIT`` messages for the next ``receive_*``,
         so no message is lost. It also returns when the application closes.
         """
+        if self._pending is None:
+            self._pending = deque()
         while self.application_state is not WebSocketState.DISCONNECTED:
             if self.application_state is not WebSocketState.CONNECTED:
                 if self.application_state is WebSocketState.RESPONSE:
                     break
                 raise RuntimeError('Cannot wait for a disconnect before "await websocket.accept()"')
             if self._reading or len(self._pending) >= READ_AHEAD_LIMIT:
-                await self._lot.park()
+                await self._parking_lot().park()
                 continue
             try:
                 message = await self._read()

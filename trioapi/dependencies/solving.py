@@ -18,13 +18,13 @@ in time, and throws the exception that ended the handler into each of them.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterator, Mapping
-from contextlib import AsyncExitStack
-from typing import Any
+from collections.abc import Callable, Coroutine, Hashable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from types import TracebackType
+from typing import Any, TypeVar
 
 import trio
 
@@ -40,18 +40,20 @@ from trioapi.exceptions import RequestValidationError, ValidationError, WebSocke
 from trioapi.requests import HTTPConnection, Request
 from trioapi.security.oauth2 import SecurityScopes
 
-__all__ = ["dependency_exit_stack", "solve_dependencies"]
+__all__ = ["DependencyExitStack", "dependency_exit_stack", "solve_dependencies"]
 
 logger = logging.getLogger("trioapi.dependencies")
 
 _MISSING: Any = object()
+
+T = TypeVar("T")
 
 
 async def solve_dependencies(
     plan: EndpointPlan,
     connection: HTTPConnection,
     *,
-    stack: AsyncExitStack,
+    stack: DependencyExitStack | AsyncExitStack,
     overrides: Mapping[Callable[..., Any], Callable[..., Any]],
     cache: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
@@ -71,32 +73,54 @@ async def solve_dependencies(
     return await solver.arguments(plan.root, ())
 
 
-@contextlib.asynccontextmanager
-async def dependency_exit_stack(timeout: float = 5.0) -> AsyncIterator[AsyncExitStack]:  # noqa: ASYNC109
-    # ``timeout`` budgets the teardown only, not the block; fail_after cannot express that.
-    """An exit stack whose teardown is shielded, bounded by ``timeout`` seconds, and runs once.
+class DependencyExitStack:
+    """The context managers one connection's dependencies entered, and their teardown.
 
-    Teardown runs when the block ends however it ends: return, exception,
-    disconnect, or cancellation (server shutdown). It is shielded so the code
-    after a dependency's ``yield`` can still await (close a database session,
-    say) while the connection is being cancelled; ``timeout`` bounds it, after
-    which what is still running is cancelled and a warning logged; the
-    teardowns not reached yet still run, once each, but with ``trio.Cancelled``
-    thrown in, so only their non-blocking cleanup (``finally``) completes. As
-    with ``contextlib.AsyncExitStack``, the exception that ended the block is
-    thrown into each context manager (code after a bare ``yield`` runs only on
-    success: use ``try``/``finally``); one may suppress an ``Exception``, never
-    a cancellation or a ``BaseException``.
+    Use it as ``async with dependency_exit_stack(timeout) as stack``. Teardown
+    runs when the block ends however it ends: return, exception, disconnect, or
+    cancellation (server shutdown). It is shielded so the code after a
+    dependency's ``yield`` can still await (close a database session, say) while
+    the connection is being cancelled; ``timeout`` bounds it, after which what is
+    still running is cancelled and a warning logged; the teardowns not reached
+    yet still run, once each, but with ``trio.Cancelled`` thrown in, so only
+    their non-blocking cleanup (``finally``) completes. As with
+    ``contextlib.AsyncExitStack``, the exception that ended the block is thrown
+    into each context manager (code after a bare ``yield`` runs only on success:
+    use ``try``/``finally``); one may suppress an ``Exception``, never a
+    cancellation or a ``BaseException``.
+
+    The underlying ``AsyncExitStack`` is made on the first context entered: most
+    WebSocket endpoints enter none, and every idle connection holds this object.
     """
-    stack = AsyncExitStack()
-    try:
-        yield stack
-    except BaseException as exc:
-        suppressed = await _close(stack, exc, timeout)
-        if not (suppressed and isinstance(exc, Exception)):
-            raise
-    else:
-        await _close(stack, None, timeout)
+
+    __slots__ = ("_stack", "_timeout")
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self._stack: AsyncExitStack | None = None
+        self._timeout = timeout
+
+    async def enter_async_context(self, manager: AbstractAsyncContextManager[T]) -> T:
+        """Enter ``manager`` now; it exits with the others, in reverse order."""
+        if self._stack is None:
+            self._stack = AsyncExitStack()
+        return await self._stack.enter_async_context(manager)
+
+    async def __aenter__(self) -> DependencyExitStack:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if self._stack is None:
+            return False
+        suppressed = await _close(self._stack, exc, self._timeout)
+        return suppressed and isinstance(exc, Exception)
+
+
+def dependency_exit_stack(timeout: float = 5.0) -> DependencyExitStack:
+    # ``timeout`` budgets the teardown only, not the block; fail_after cannot express that.
+    """A ``DependencyExitStack`` whose teardown is shielded and bounded by ``timeout`` seconds."""
+    return DependencyExitStack(timeout)
 
 
 async def _close(stack: AsyncExitStack, exc: BaseException | None, budget: float) -> bool:
@@ -119,7 +143,7 @@ class _Solver:
         self,
         plan: EndpointPlan,
         connection: HTTPConnection,
-        stack: AsyncExitStack,
+        stack: DependencyExitStack | AsyncExitStack,
         overrides: Mapping[Callable[..., Any], Callable[..., Any]],
         cache: dict[Any, Any],
     ) -> None:

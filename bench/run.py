@@ -556,29 +556,40 @@ def render(report: dict[str, Any]) -> str:
         f"Scheduling: {opts.get('sched', 'normal')}. Per scenario: {opts['warmup']} s warm-up, "
         f"{opts['duration']} s measured; "
         f"medians of {opts['repeat']} run(s), each on a freshly started server.",
-        "",
-        "**Echo** (text ping-pong, one message in flight per connection; round trip p50 / p99 in ms)",
-        "",
-        "| server | 1 conn msg/s | p50 / p99 | 50 conns msg/s | p50 / p99 "
-        "| 50 conns 16 KiB msg/s | p50 / p99 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for s in ran:
+
+    def has(*scenarios: str) -> bool:
+        return any(res(s, sc) for s in ran for sc in scenarios)
+
+    if has("echo1", "echo50", "echo50_16k"):
+        lines += [
+            "",
+            "**Echo** (text ping-pong, one message in flight per connection; round trip p50 / p99 in ms)",
+            "",
+            "| server | 1 conn msg/s | p50 / p99 | 50 conns msg/s | p50 / p99 "
+            "| 50 conns 16 KiB msg/s | p50 / p99 |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    for s in ran if has("echo1", "echo50", "echo50_16k") else []:
         row = [SERVER_BY_NAME[s].label if s in SERVER_BY_NAME else s]
         for sc in ("echo1", "echo50", "echo50_16k"):
             row.append(fmt_int(med(s, sc, "msg_per_s")) + flag(s, sc))
             row.append(fmt_ms(med(s, sc, "p50_us"), med(s, sc, "p99_us")))
         lines.append("| " + " | ".join(row) + " |")
-    lines += [
-        "",
-        f"**Connections** (memory: {opts['idle_conns']:,} idle connections, server process tree RSS "
-        f"while holding them minus before; rate: {opts['conn_slots']} parallel "
-        "connect → handshake → close handshake loops)",
-        "",
-        "| server | KiB per idle connection | RSS at start (MiB) | connections/s |",
-        "|---|---:|---:|---:|",
-    ]
-    for s in ran:
+    lines += (
+        []
+        if not has("idle", "connrate")
+        else [
+            "",
+            f"**Connections** (memory: {opts['idle_conns']:,} idle connections, server process tree RSS "
+            f"while holding them minus before; rate: {opts['conn_slots']} parallel "
+            "connect → handshake → close handshake loops)",
+            "",
+            "| server | KiB per idle connection | RSS at start (MiB) | connections/s |",
+            "|---|---:|---:|---:|",
+        ]
+    )
+    for s in ran if has("idle", "connrate") else []:
         kib = med(s, "idle", "kib_per_conn")
         base = med(s, "idle", "rss_before_kib")
         lines.append(
@@ -587,16 +598,21 @@ def render(report: dict[str, Any]) -> str:
             f"{'-' if base is None else f'{base / 1024:.1f}'} | "
             f"{fmt_int(med(s, 'connrate', 'conn_per_s'))}{flag(s, 'connrate')} |"
         )
-    lines += [
-        "",
-        "**Broadcast** (connection 0 publishes, the server sends it to every connection, the next "
-        "message goes when all others have it; deliveries/s counts receivers other than the publisher; "
-        "delivery latency p50 / p99 in ms)",
-        "",
-        "| server | route | 50 conns deliveries/s | p50 / p99 | 1000 conns deliveries/s | p50 / p99 |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for s in ran:
+    bcasts = ("bcast50", "bcast1000", "bcast50_hub", "bcast1000_hub")
+    lines += (
+        []
+        if not has(*bcasts)
+        else [
+            "",
+            "**Broadcast** (connection 0 publishes, the server sends it to every connection, the next "
+            "message goes when all others have it; deliveries/s counts receivers other than the publisher; "
+            "delivery latency p50 / p99 in ms)",
+            "",
+            "| server | route | 50 conns deliveries/s | p50 / p99 | 1000 conns deliveries/s | p50 / p99 |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+    )
+    for s in ran if has(*bcasts) else []:
         label = SERVER_BY_NAME[s].label if s in SERVER_BY_NAME else s
         for suffix, route in (("", "naive send loop"), ("_hub", "ConnectionHub")):
             a, b = "bcast50" + suffix, "bcast1000" + suffix

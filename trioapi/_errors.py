@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-__all__ = ["single_error"]
+__all__ = ["is_cancellation", "single_error"]
 
 
 def single_error(exc: BaseException) -> BaseException:
@@ -14,8 +14,15 @@ def single_error(exc: BaseException) -> BaseException:
     cancelling its neighbours.
     """
     while isinstance(exc, BaseExceptionGroup):
-        rest = exc.subgroup(lambda e: not isinstance(e, trio.Cancelled))
+        _, rest = exc.split(trio.Cancelled)
         if rest is None or len(rest.exceptions) != 1:
             return exc
         exc = rest.exceptions[0]
     return exc
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``trio.Cancelled``, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)

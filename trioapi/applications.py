@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import trio
 
 from trioapi._connection import ConnectionRegistry, serve_websocket
-from trioapi._errors import single_error
+from trioapi._errors import is_cancellation, single_error
 from trioapi.datastructures import State
 from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, RequestValidationError
@@ -224,6 +224,8 @@ class TrioAPI(APIRouter):
                     message = await receive()
                 nursery.cancel_scope.cancel()
         except BaseException as group:
+            if is_cancellation(group):
+                raise  # the server is being cancelled from outside: not a lifespan failure
             exc = single_error(group)
             failure = f"{type(exc).__name__}: {exc}"
             logger.error(

@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         "--graceful-timeout", type=float, default=defaults.graceful_timeout, help="shutdown grace"
     )
     run.add_argument(
-        "--handshake-timeout", type=float, default=defaults.handshake_timeout, help="native: handshake deadline"
+        "--handshake-timeout", type=float, default=defaults.handshake_timeout, help="handshake deadline"
     )
     run.add_argument("--log-level", default="info", help="logging level (default info)")
     run.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's inherited socket

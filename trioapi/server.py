@@ -28,7 +28,7 @@ import trio
 from trioapi._errors import single_error
 from trioapi._lifespan import LifespanDriver
 from trioapi.exceptions import LifespanError
-from trioapi.transports.native import NativeConfig, handle_native_stream
+from trioapi.transports.native import Keepalive, NativeConfig, handle_native_stream
 
 if TYPE_CHECKING:
     from trioapi.applications import TrioAPI
@@ -183,7 +183,9 @@ async def _serve_native(
         logger.info("trioapi (native) serving on ws://%s:%s", host, bound)
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as server:
-                handler = partial(_handle, app, native, lifespan.state)
+                keepalive = Keepalive(native)
+                server.start_soon(keepalive.run)
+                handler = partial(_handle, app, native, lifespan.state, keepalive)
                 server.start_soon(
                     partial(trio.serve_listeners, handler, listeners, handler_nursery=connections)
                 )
@@ -204,6 +206,10 @@ def _ping_deadline(config: ServerConfig) -> float:
 
 
 async def _handle(
-    app: TrioAPI, native: NativeConfig, state: dict[str, object], stream: trio.SocketStream
+    app: TrioAPI,
+    native: NativeConfig,
+    state: dict[str, object],
+    keepalive: Keepalive,
+    stream: trio.SocketStream,
 ) -> None:
-    await handle_native_stream(app, stream, native, state)
+    await handle_native_stream(app, stream, native, state, keepalive)

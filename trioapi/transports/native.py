@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from trioapi._types import Scope
     from trioapi.applications import TrioAPI
 
-__all__ = ["NativeConfig", "NativeTransport", "handle_native_stream"]
+__all__ = ["Keepalive", "NativeConfig", "NativeTransport", "handle_native_stream"]
 
 logger = logging.getLogger("trioapi.native")
 
@@ -194,31 +194,57 @@ def _scope_for(request: WebSocketRequest, state: dict[str, Any]) -> Scope:
     return scope
 
 
-async def _keepalive(transport: NativeTransport, config: NativeConfig, stream: trio.abc.Stream) -> None:
-    """Ping the peer every ``ping_interval``; drop one that does not answer within ``ping_timeout``.
+class Keepalive:
+    """Dead-peer detection for every connection of one server, from one task.
 
-    Dropping means aborting the TCP stream: the handler then sees
-    ``WebSocketDisconnect(1006)``, as for any connection that broke.
+    Every ``ping_interval`` it pings each open connection (in a short-lived task
+    each); a peer that has not answered within ``ping_timeout`` has its TCP
+    stream aborted, so its handler sees ``WebSocketDisconnect(1006)`` like for
+    any broken connection. One task for the server rather than one sleeping
+    task per connection keeps idle connections small.
     """
-    assert config.ping_interval is not None
-    while True:
-        await trio.sleep(config.ping_interval)
+
+    def __init__(self, config: NativeConfig) -> None:
+        self._config = config
+        self._streams: dict[NativeTransport, trio.abc.Stream] = {}
+
+    def watch(self, transport: NativeTransport, stream: trio.abc.Stream) -> None:
+        """Start pinging ``transport`` (once accepted) until ``forget``."""
+        self._streams[transport] = stream
+
+    def forget(self, transport: NativeTransport) -> None:
+        """Stop pinging ``transport``: its connection has ended."""
+        self._streams.pop(transport, None)
+
+    async def run(self) -> None:
+        """Ping every watched connection each ``ping_interval``; runs until cancelled."""
+        interval = self._config.ping_interval
+        if interval is None:
+            return
+        async with trio.open_nursery() as pings:
+            while True:
+                await trio.sleep(interval)
+                for transport, stream in list(self._streams.items()):
+                    pings.start_soon(self._ping, transport, stream)
+
+    async def _ping(self, transport: NativeTransport, stream: trio.abc.Stream) -> None:
         connection = transport.connection
         if connection is None or connection.closed is not None:
-            continue
+            return
         try:
-            with trio.fail_after(config.ping_timeout):
+            with trio.fail_after(self._config.ping_timeout):
                 await connection.ping()
         except trio.TooSlowError:
-            logger.info("WebSocket peer did not answer a ping within %ss; dropping it", config.ping_timeout)
+            logger.info(
+                "WebSocket peer did not answer a ping within %ss; dropping it", self._config.ping_timeout
+            )
             await trio.aclose_forcefully(stream)
-            return
-        except ConnectionClosed:
-            return
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 async def handle_native_stream(
-    app: TrioAPI, stream: trio.abc.Stream, config: NativeConfig, state: dict[str, Any]
+    app: TrioAPI, stream: trio.abc.Stream, config: NativeConfig, state: dict[str, Any], keepalive: Keepalive
 ) -> None:
     """Serve one TCP connection: handshake, then the app's handler; never raises."""
     try:
@@ -229,7 +255,7 @@ async def handle_native_stream(
         if not _is_upgrade(head):
             await stream.send_all(_UPGRADE_REQUIRED)
             return
-        await _serve_upgrade(app, _PrefixedStream(stream, head), config, state)
+        await _serve_upgrade(app, _PrefixedStream(stream, head), config, state, keepalive)
     except (ValueError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         logger.debug("Connection dropped before the handshake: %s", exc)
     except Exception:
@@ -240,7 +266,7 @@ async def handle_native_stream(
 
 
 async def _serve_upgrade(
-    app: TrioAPI, stream: _PrefixedStream, config: NativeConfig, state: dict[str, Any]
+    app: TrioAPI, stream: _PrefixedStream, config: NativeConfig, state: dict[str, Any], keepalive: Keepalive
 ) -> None:
     async with trio.open_nursery() as nursery:
         with trio.move_on_after(config.handshake_timeout) as handshake:
@@ -256,7 +282,9 @@ async def _serve_upgrade(
             return
         transport = NativeTransport(request)
         websocket = WebSocket(_scope_for(request, state), transport=transport)
-        if config.ping_interval is not None:
-            nursery.start_soon(_keepalive, transport, config, stream)
-        await app.handle_websocket(websocket)
+        keepalive.watch(transport, stream)
+        try:
+            await app.handle_websocket(websocket)
+        finally:
+            keepalive.forget(transport)
         nursery.cancel_scope.cancel()

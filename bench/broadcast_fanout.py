@@ -310,13 +310,15 @@ def main() -> None:
         f"({args.latency_messages} paced messages for latency, a burst of {args.burst} for throughput)\n"
     )
     print(
-        "| backend / server | deliveries/s (burst) | p50 latency | p99 latency | delivered (paced / burst) |"
+        "| backend / server | deliveries/s (burst) | p50 latency | p99 latency "
+        "| delivered (paced / burst) | kernel drops / TCP timeouts |"
     )
-    print("|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows:
         print(
             f"| {name} | {r['throughput']:,.0f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms "
-            f"| {r['latency_deliveries']:,.0f} / {r['burst_deliveries']:,.0f} |"
+            f"| {r['latency_deliveries']:,.0f} / {r['burst_deliveries']:,.0f} "
+            f"| {r['kernel_drops']:,.0f} / {r['tcp_timeouts']:,.0f} |"
         )
 
 

@@ -7,7 +7,7 @@
  *   probe      one connection: handshake, one echo, close handshake; exit 0 if all went right.
  *   echo       --conns N connections ping-pong --size S byte text messages (one in flight per
  *              connection); --warmup W s, then --duration T s measured.  Reports msg/s and the
- *              p50/p99/max round trip.
+ *              p50/p99/max round trip.  An echo missing for --stall-timeout s is an error.
  *   idle       open --conns N connections, print "READY <n>" on stdout, hold them until a line
  *              arrives on stdin or --hold s pass, then close them.  Answers pings meanwhile.
  *   connrate   --concurrency K slots, each loops connect -> handshake -> close handshake -> EOF.
@@ -72,6 +72,7 @@ static int opt_open_concurrency = 64;
 static double opt_hold = 60.0;
 static int opt_concurrency = 16;
 static double opt_round_timeout = 5.0;
+static double opt_stall_timeout = 2.0;
 static char opt_server_pids[1024] = "";
 
 #define MAX_CONNS 20000
@@ -902,6 +903,24 @@ static void print_result(double window_s) {
 
 /* ---------------------------------------------------------------- modes */
 
+/* An echo that does not come back within --stall-timeout is an error (a server that drops
+ * messages would otherwise just look slow). Checked at most every 100 ms. */
+static void check_stalls(int force) {
+    static uint64_t last;
+    uint64_t t = now_ns();
+    if (!force && t - last < 100000000ULL) return;
+    last = t;
+    for (int i = 0; i < n_conns; i++) {
+        conn *c = &conns[i];
+        if (c->st == ST_OPEN && c->seq_recv != c->seq_sent && t > c->sent_at &&
+            t - c->sent_at > sec_to_ns(opt_stall_timeout)) {
+            record_error("conn %u: no echo of message %u within %.1f s", c->id, c->seq_sent, opt_stall_timeout);
+            c->seq_recv = c->seq_sent; /* report it once */
+            conn_close_fd(c);
+        }
+    }
+}
+
 static double run_echo(void) {
     uint64_t deadline = now_ns() + sec_to_ns(opt_open_timeout);
     open_all(deadline);
@@ -911,12 +930,19 @@ static double run_echo(void) {
         if (conns[i].st == ST_OPEN) send_message(&conns[i], 1);
     uint64_t t0 = now_ns();
     uint64_t w0 = t0 + sec_to_ns(opt_warmup), w1 = w0 + sec_to_ns(opt_duration);
-    while (now_ns() < w0 && n_open > 0) poll_once(5);
+    while (now_ns() < w0 && n_open > 0) {
+        poll_once(5);
+        check_stalls(0);
+    }
     window_begin(now_ns());
     measuring = 1;
-    while (now_ns() < w1 && n_open > 0) poll_once(5);
+    while (now_ns() < w1 && n_open > 0) {
+        poll_once(5);
+        check_stalls(0);
+    }
     measuring = 0;
     window_end(now_ns());
+    check_stalls(1);
     close_all(2.0);
     return (double)(w_end_ns - w_start_ns) / 1e9;
 }
@@ -1072,7 +1098,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --mode probe|echo|idle|connrate|broadcast --port N [--path P] [--conns N]\n"
             "               [--size BYTES] [--warmup S] [--duration S] [--hold S] [--concurrency K]\n"
-            "               [--open-timeout S] [--open-concurrency K] [--round-timeout S]\n"
+            "               [--open-timeout S] [--open-concurrency K] [--round-timeout S] [--stall-timeout S]\n"
             "               [--server-pids PID,PID,...]\n");
     exit(2);
 }
@@ -1113,6 +1139,8 @@ int main(int argc, char **argv) {
             opt_open_concurrency = atoi(v);
         else if (!strcmp(a, "--round-timeout"))
             opt_round_timeout = atof(v);
+        else if (!strcmp(a, "--stall-timeout"))
+            opt_stall_timeout = atof(v);
         else if (!strcmp(a, "--server-pids"))
             snprintf(opt_server_pids, sizeof opt_server_pids, "%s", v);
         else

@@ -131,6 +131,10 @@ async def _run_session(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSoc
     return None
 
 
+def _abort(raise_cancel: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.SUCCEEDED
+
+
 async def serve_websocket(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket) -> None:
     """Run one WebSocket connection inside its own nursery; never lets an error escape to the server.
 
@@ -147,7 +151,8 @@ async def serve_websocket(app: TrioAPI, route: APIWebSocketRoute, websocket: Web
 
     async def watch_for_shutdown() -> None:
         try:
-            await trio.sleep_forever()
+            # trio.sleep_forever() without its frame: one of these waits per connection.
+            await trio.lowlevel.wait_task_rescheduled(_abort)
         finally:
             # Reached only by cancellation: the server's (shutdown) or ours (session over).
             if not session_over:

@@ -185,7 +185,7 @@ async def _serve_native(
             async with trio.open_nursery() as server:
                 keepalive = Keepalive(native)
                 server.start_soon(keepalive.run)
-                handler = partial(_handle, app, native, lifespan.state, keepalive)
+                handler = partial(handle_native_stream, app, native, lifespan.state, keepalive)
                 server.start_soon(
                     partial(trio.serve_listeners, handler, listeners, handler_nursery=connections)
                 )
@@ -203,13 +203,3 @@ def _ping_deadline(config: ServerConfig) -> float:
     if config.ping_interval is None or config.idle_timeout is None:
         return NativeConfig.ping_timeout
     return max(1.0, config.idle_timeout - config.ping_interval)
-
-
-async def _handle(
-    app: TrioAPI,
-    native: NativeConfig,
-    state: dict[str, object],
-    keepalive: Keepalive,
-    stream: trio.SocketStream,
-) -> None:
-    await handle_native_stream(app, stream, native, state, keepalive)

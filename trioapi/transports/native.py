@@ -244,47 +244,48 @@ class Keepalive:
 
 
 async def handle_native_stream(
-    app: TrioAPI, stream: trio.abc.Stream, config: NativeConfig, state: dict[str, Any], keepalive: Keepalive
+    app: TrioAPI, config: NativeConfig, state: dict[str, Any], keepalive: Keepalive, stream: trio.abc.Stream
 ) -> None:
-    """Serve one TCP connection: handshake, then the app's handler; never raises."""
+    """Serve one TCP connection: handshake, then the app's handler; never raises.
+
+    Its frame stays alive as long as the connection does, so it is kept to one
+    (the handshake runs in a helper that has returned by then).
+    """
     try:
-        with trio.move_on_after(config.handshake_timeout) as handshake:
-            head = await _read_request_head(stream)
-        if handshake.cancelled_caught:
-            return
-        if not _is_upgrade(head):
-            await stream.send_all(_UPGRADE_REQUIRED)
-            return
-        await _serve_upgrade(app, _PrefixedStream(stream, head), config, state, keepalive)
-    except (ValueError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        logger.debug("Connection dropped before the handshake: %s", exc)
-    except Exception:
+        async with trio.open_nursery() as nursery:  # trio-websocket's reader task lives here
+            request = await _handshake(nursery, stream, config)
+            if request is not None:
+                transport = NativeTransport(request)
+                keepalive.watch(transport, stream)
+                try:
+                    await app.handle_websocket(WebSocket(_scope_for(request, state), transport=transport))
+                finally:
+                    keepalive.forget(transport)
+            nursery.cancel_scope.cancel()
+    except* (ValueError, trio.BrokenResourceError, trio.ClosedResourceError) as dropped:
+        logger.debug("Connection dropped during the handshake: %s", dropped.exceptions[0])
+    except* Exception:
         logger.exception("Unexpected error in the native transport")
     finally:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
 
 
-async def _serve_upgrade(
-    app: TrioAPI, stream: _PrefixedStream, config: NativeConfig, state: dict[str, Any], keepalive: Keepalive
-) -> None:
-    async with trio.open_nursery() as nursery:
-        with trio.move_on_after(config.handshake_timeout) as handshake:
-            request = await wrap_server_stream(
-                nursery,
-                stream,
-                message_queue_size=config.message_queue_size,
-                max_message_size=config.max_message_size,
-                receive_buffer_size=config.receive_buffer_size,
-            )
-        if handshake.cancelled_caught:
-            nursery.cancel_scope.cancel()
-            return
-        transport = NativeTransport(request)
-        websocket = WebSocket(_scope_for(request, state), transport=transport)
-        keepalive.watch(transport, stream)
-        try:
-            await app.handle_websocket(websocket)
-        finally:
-            keepalive.forget(transport)
-        nursery.cancel_scope.cancel()
+async def _handshake(
+    nursery: trio.Nursery, stream: trio.abc.Stream, config: NativeConfig
+) -> WebSocketRequest | None:
+    """The upgrade request, read within the handshake timeout; plain HTTP gets 426 and ``None``."""
+    with trio.move_on_after(config.handshake_timeout):
+        head = await _read_request_head(stream)
+        if not _is_upgrade(head):
+            await stream.send_all(_UPGRADE_REQUIRED)
+            return None
+        return await wrap_server_stream(
+            nursery,
+            _PrefixedStream(stream, head),
+            message_queue_size=config.message_queue_size,
+            max_message_size=config.max_message_size,
+            receive_buffer_size=config.receive_buffer_size,
+        )
+    logger.debug("Handshake not completed within %ss", config.handshake_timeout)
+    return None

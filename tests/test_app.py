@@ -275,6 +275,24 @@ async def test_bad_client_data_closes_with_the_matching_code(frame: dict[str, An
     assert code == expected
 
 
+async def test_app_message_size_limit_closes_with_1009() -> None:
+    app = TrioAPI(max_message_size=10)
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            await websocket.send_text(text)
+
+    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        await ws.send_text("short")
+        assert await ws.receive_text() == "short"
+        await ws.send_text("much too long for this app")
+        code, reason = await ws.wait_closed()
+    assert code == 1009
+    assert "limit of 10" in reason
+
+
 async def test_escaping_websocket_disconnect_is_normal(caplog: pytest.LogCaptureFixture) -> None:
     app = TrioAPI()
 

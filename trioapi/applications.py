@@ -51,6 +51,9 @@ class TrioAPI(APIRouter):
     becomes the ASGI lifespan state (``websocket.state`` in every connection).
     While it runs, ``app.nursery`` holds app-wide background tasks.
 
+    ``max_message_size`` makes a longer WebSocket message close the connection
+    with 1009, below whatever limit the server itself applies.
+
     ``allowed_origins``, when given, is the set of ``Origin`` values (such as
     ``"https://example.com"``) allowed to open WebSockets; other handshakes are
     denied with 403 before any handler code runs. Turn it on whenever sockets
@@ -67,6 +70,7 @@ class TrioAPI(APIRouter):
         exception_handlers: Mapping[type[Exception], ExceptionHandler] | None = None,
         teardown_timeout: float = 5.0,
         shutdown_grace: float = 5.0,
+        max_message_size: int | None = None,
     ) -> None:
         super().__init__(dependencies=dependencies, routes=routes)
         self.router: APIRouter = self
@@ -76,6 +80,7 @@ class TrioAPI(APIRouter):
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self.teardown_timeout = teardown_timeout
         self.shutdown_grace = shutdown_grace
+        self.max_message_size = max_message_size
         self.state = State()
         self.connections = ConnectionRegistry()
         self._nursery: trio.Nursery | None = None
@@ -153,6 +158,7 @@ class TrioAPI(APIRouter):
             return
         assert isinstance(route, APIWebSocketRoute)
         scope.update(child)
+        websocket.max_message_size = self.max_message_size
         allowed = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
         if allowed is not None and not origin_allowed(websocket.headers, allowed):
             logger.info("WebSocket %s: Origin %r not allowed", scope["path"], websocket.headers.get("origin"))

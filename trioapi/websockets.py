@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InvalidMessageData",
+    "MessageTooBig",
     "UnexpectedMessageType",
     "WebSocket",
     "WebSocketDisconnect",
@@ -90,6 +91,18 @@ class InvalidMessageData(WebSocketException, ValueError):
         super().__init__(1007, reason)
 
 
+class MessageTooBig(WebSocketException):
+    """A message was longer than the app's ``max_message_size``.
+
+    Left uncaught it closes the connection with 1009 (Message Too Big). The
+    server's own limit (``ServerConfig.max_message_size``) closes with 1009
+    before the message is even assembled; this one lets an app be stricter.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(1009, f"message of {size} exceeds the limit of {limit}")
+
+
 def truncate_reason(reason: str | None) -> str:
     """Cut a close reason to 123 UTF-8 bytes at a character boundary."""
     if not reason:
@@ -140,6 +153,10 @@ class WebSocket(HTTPConnection):
         self.client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
         self.accepted_subprotocol: str | None = None
+        #: Longer messages raise ``MessageTooBig`` (close 1009); the app sets it
+        #: from ``TrioAPI(max_message_size=...)``. Length is ``len()``: characters
+        #: for text, bytes for binary.
+        self.max_message_size: int | None = None
         self._peer_close: PeerClosed | None = None
         self._local_close_code: int | None = None
         self._going_away: int | None = None
@@ -255,12 +272,16 @@ class WebSocket(HTTPConnection):
                 message = self._pending.popleft()
                 if self._lot:
                     self._lot.unpark_all()
-                return message
+                break
             self._check_can_receive()
             if not self._reading:
-                return await self._read()
+                message = await self._read()
+                break
             # wait_disconnected() is reading in another task: wait for its result.
             await self._parking_lot().park()
+        if self.max_message_size is not None and len(message) > self.max_message_size:
+            raise MessageTooBig(len(message), self.max_message_size)
+        return message
 
     async def receive_text(self) -> str:
         """The next message, which must be a text frame (else ``UnexpectedMessageType``, 1003)."""

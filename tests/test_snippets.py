@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
                 " at position 1",
             ],
         ),
-        ("dependencies", "/ws", ["hi"], ['handshake refused: HTTP 401 {"detail": "Not authenticated"}']),
+        ("dependencies", "/ws", ["hi"], ['handshake refused: HTTP 401 {"detail":"Not authenticated"}']),
         (
             "custom_close",
             "/ws/custom-close",

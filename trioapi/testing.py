@@ -40,41 +40,47 @@ __all__ = ["LifespanError", "TestClient", "TestResponse", "WebSocketRejected", "
 _UNBOUNDED = math.inf
 
 
-class WebSocketRejected(Exception):
+class WebSocketRejected(WebSocketDisconnect):
     """The app refused the handshake.
 
-    ``status_code`` is what a client sees on the wire (403 when the app closed
-    before accepting, else the denial response's status); ``code`` and
-    ``reason`` are the close frame's when the app closed rather than sent a
-    response, which a real server cannot show to the client.
+    ``status_code`` is what a client sees on the wire: 403 when the app closed
+    before accepting, else the denial response's status, with its ``headers``
+    and ``body``. When the app closed rather than sent a response, ``code`` and
+    ``reason`` are its close frame's (which a real server cannot show to the
+    client); after a denial response ``code`` is 1006, the code a browser
+    reports for a failed handshake.
+
+    It is a ``WebSocketDisconnect``, so tests written for Starlette's test
+    client, which raises that on a refused handshake, keep working.
     """
 
     def __init__(
         self,
         status_code: int,
         *,
-        code: int | None = None,
+        code: int = 1006,
         reason: str = "",
         headers: Headers | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(status_code, code, reason)
+        super().__init__(code, reason)
         self.status_code = status_code
-        self.code = code
-        self.reason = reason
         self.headers = headers if headers is not None else Headers()
         self.body = body
+
+    @property
+    def content(self) -> bytes:
+        """The denial body (the name Starlette's test client uses)."""
+        return self.body
 
     def json(self) -> Any:
         """The denial body parsed as JSON."""
         return json.loads(self.body)
 
     def __str__(self) -> str:
-        if self.code is not None:
-            return (
-                f"handshake refused: close {self.code} {self.reason!r} (HTTP {self.status_code} on the wire)"
-            )
-        return f"handshake refused with HTTP {self.status_code}: {self.body[:200]!r}"
+        if self.body or self.status_code != 403:
+            return f"handshake refused with HTTP {self.status_code}: {self.body[:200]!r}"
+        return f"handshake refused: close {self.code} {self.reason!r} (HTTP {self.status_code} on the wire)"
 
 
 @attrs.frozen

@@ -58,6 +58,16 @@ async def test_path_convertors_convert_and_constrain() -> None:
         assert info.value.status_code == 404
 
 
+async def test_a_refused_handshake_is_also_a_websocket_disconnect_as_in_starlette() -> None:
+    app = TrioAPI()
+    async with TestClient(app) as client:
+        with pytest.raises(WebSocketDisconnect) as info:
+            async with client.websocket_connect("/nowhere"):
+                pass
+    assert isinstance(info.value, WebSocketRejected)
+    assert (info.value.code, info.value.status_code) == (1006, 404)
+
+
 def test_route_matches_and_builds_its_url() -> None:
     async def endpoint(websocket: WebSocket, room: str) -> None: ...
 

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from trioapi import HTMLResponse, TrioAPI, WebSocket
 from trioapi.broadcast import Broadcast, ConnectionHub
 
+# --8<-- [start:setup]
 # One Broadcast per process. With redis:// every worker's hub subscribes to the
 # rooms its own clients are in, so a message reaches the room in every worker.
 broadcast = Broadcast(os.environ.get("BROADCAST_URL", "memory://"))
@@ -37,6 +38,7 @@ async def lifespan(app: TrioAPI) -> AsyncIterator[None]:
 
 
 app = TrioAPI(lifespan=lifespan)
+# --8<-- [end:setup]
 
 
 @app.get("/")
@@ -44,6 +46,7 @@ async def page() -> HTMLResponse:
     return HTMLResponse(PAGE)
 
 
+# --8<-- [start:handler]
 @app.websocket("/ws/{room}/{client_id}")
 async def chat(websocket: WebSocket, room: str, client_id: str) -> None:
     await websocket.accept()
@@ -55,6 +58,7 @@ async def chat(websocket: WebSocket, room: str, client_id: str) -> None:
         # Only enqueues into each member's outbox: a slow member cannot stall us.
         await hub.broadcast(room, {"type": "message", "client": client_id, "text": text})
     await hub.broadcast(room, {"type": "left", "client": client_id})
+    # --8<-- [end:handler]
 
 
 PAGE = """<!doctype html>

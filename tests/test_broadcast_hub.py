@@ -179,6 +179,7 @@ def test_invalid_hub_settings_are_refused_at_construction() -> None:
         ConnectionHub(policy="sometimes")  # type: ignore[arg-type]
 
 
+# --8<-- [start:two_hubs]
 async def test_hubs_sharing_a_broadcast_deliver_to_each_others_members() -> None:
     """Two hubs on one Broadcast stand for two worker processes sharing Redis."""
     async with Broadcast("memory://") as broadcast:
@@ -198,6 +199,7 @@ async def test_hubs_sharing_a_broadcast_deliver_to_each_others_members() -> None
             assert await ann.receive_text() == "ann: across"
         await settle()
         assert broadcast.channels == []
+        # --8<-- [end:two_hubs]
 
 
 # -- slow consumers --------------------------------------------------------------

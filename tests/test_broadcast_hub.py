@@ -320,26 +320,7 @@ async def test_a_stuck_client_under_drop_oldest_keeps_a_bounded_outbox_and_count
     assert result["peak_backlog"] == 16
 
 
-# -- the examples -----------------------------------------------------------------
-
-
-async def test_the_chat_example_serves_its_page_and_relays_messages_within_a_room() -> None:
-    from examples import chat
-
-    async with TestClient(chat.app) as client:
-        page = await client.get("/")
-        assert page.status_code == 200
-        assert "new WebSocket(url)" in page.text
-        async with client.websocket_connect("/ws/lobby/ann") as ann:
-            assert await ann.receive_json() == {"type": "joined", "client": "ann"}
-            async with client.websocket_connect("/ws/lobby/bob") as bob:
-                assert await bob.receive_json() == {"type": "joined", "client": "bob"}
-                assert await ann.receive_json() == {"type": "joined", "client": "bob"}
-                await bob.send_text("hello")
-                expected = {"type": "message", "client": "bob", "text": "hello"}
-                assert await ann.receive_json() == expected
-                assert await bob.receive_json() == expected
-            assert await ann.receive_json() == {"type": "left", "client": "bob"}
+# -- the ticker example (the chat example is tested by docs/snippets/chat_test.py) ---
 
 
 async def test_the_ticker_example_pushes_ticks_and_stops_when_the_client_goes(

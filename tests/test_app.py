@@ -386,6 +386,28 @@ async def test_tasks_started_for_a_connection_end_with_it() -> None:
     assert events == ["handler returned", "ticker ended"]
 
 
+async def test_a_connection_task_that_sees_a_disconnect_just_ends() -> None:
+    app = TrioAPI()
+    ended = trio.Event()
+
+    async def pusher(websocket: WebSocket) -> None:
+        try:
+            await websocket.wait_disconnected()
+            await websocket.send_text("too late")  # raises WebSocketDisconnect
+        finally:
+            ended.set()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        websocket.start_soon(pusher, websocket)
+        await ended.wait()
+
+    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        await ws.close(1000)
+    assert ended.is_set()
+
+
 async def test_a_failing_connection_task_closes_1011(autojump_clock: trio.testing.MockClock) -> None:
     app = TrioAPI()
 

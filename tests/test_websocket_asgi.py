@@ -204,6 +204,16 @@ async def test_close_is_idempotent_and_send_after_close_is_an_error(peer: Peer) 
     assert ws.application_state is WebSocketState.DISCONNECTED
 
 
+async def test_receive_after_the_app_closed_ends_like_a_disconnect(peer: Peer) -> None:
+    ws = peer.websocket()
+    await ws.accept()
+    await ws.close(1013, "too slow")
+    with pytest.raises(WebSocketDisconnect) as info:
+        await ws.receive_text()
+    assert info.value.code == 1013
+    assert [text async for text in ws.iter_text()] == []
+
+
 async def test_close_before_accept_rejects_the_handshake(peer: Peer) -> None:
     ws = peer.websocket()
     await ws.close()

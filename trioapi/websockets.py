@@ -10,7 +10,9 @@ know of the peer)::
 Every illegal call raises ``RuntimeError`` saying what to do instead. Once the
 peer has gone, every ``receive_*`` and ``send_*`` raises ``WebSocketDisconnect``
 with the peer's close code, so ``except WebSocketDisconnect`` ends a handler
-cleanly whichever call noticed first.
+cleanly whichever call noticed first. After the application's own ``close``
+(perhaps from another task), ``receive_*`` raises ``WebSocketDisconnect`` with
+that code too, while ``send_*`` is a misuse (``RuntimeError``).
 """
 
 from __future__ import annotations
@@ -219,7 +221,11 @@ class WebSocket(HTTPConnection):
                 raise RuntimeError(
                     'Cannot receive before the handshake: call "await websocket.accept()" first'
                 )
-            raise RuntimeError("Cannot receive: this WebSocket was closed by the application")
+            if self.application_state is WebSocketState.RESPONSE:
+                raise RuntimeError("Cannot receive: the handshake was refused with an HTTP response")
+            # Closed by the application, perhaps from another task (a hub
+            # dropping a slow member): the connection is over for the reader too.
+            raise self._disconnect()
 
     def _on_peer_closed(self, exc: PeerClosed) -> None:
         if self._peer_close is None:
@@ -475,7 +481,8 @@ class WebSocket(HTTPConnection):
         """Run ``fn(*args)`` in a task that is cancelled when this connection ends.
 
         If the task raises, the connection is closed with 1011 and the error is
-        logged, like an error in the handler itself.
+        logged, like an error in the handler itself; ``WebSocketDisconnect``
+        just ends the task.
         """
         nursery = self.nursery
         on_error = self._task_failed
@@ -483,8 +490,8 @@ class WebSocket(HTTPConnection):
         async def guarded() -> None:
             try:
                 await fn(*args)
-            except (trio.Cancelled, WebSocketDisconnect):
-                raise
+            except WebSocketDisconnect:
+                pass  # the peer left: the task's work is over, which is no error
             except Exception as exc:
                 if on_error is None:
                     raise

@@ -90,3 +90,21 @@ def test_a_failing_lifespan_stops_the_server_with_a_clear_message(kind: str) -> 
     assert result.returncode == 1
     assert "could not start" in result.stderr
     assert "database at 127.0.0.1:1 is unreachable" in result.stderr
+
+
+async def test_native_handshake_may_arrive_in_pieces_but_not_never() -> None:
+    with running_server("native", "examples.basic:app", "--handshake-timeout", "1") as server:
+        with trio.fail_after(10):
+            slow = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with slow:
+                await slow.send_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+                await trio.sleep(0.2)
+                await slow.send_all(
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n"
+                )
+                assert (await slow.receive_some(4096)).startswith(b"HTTP/1.1 101")
+            silent = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with silent:
+                # Nothing sent: the server drops the connection after the handshake timeout.
+                assert await silent.receive_some(4096) == b""

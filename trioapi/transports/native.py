@@ -11,6 +11,7 @@ always reports 1006).
 from __future__ import annotations
 
 import logging
+import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -112,33 +113,6 @@ class NativeTransport:
         return self._connection
 
 
-class _PrefixedStream(trio.abc.Stream):
-    """A stream that first replays bytes already read (the request head we peeked at)."""
-
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
-        self._stream = stream
-        self._prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            data, self._prefix = self._prefix, b""
-            return data
-        return bytes(await self._stream.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        if isinstance(self._stream, trio.abc.HalfCloseableStream):
-            await self._stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 _UPGRADE_BODY = b"This server only speaks WebSocket (RFC 6455)\n"
 _UPGRADE_REQUIRED = (
     b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: close\r\n"
@@ -147,16 +121,25 @@ _UPGRADE_REQUIRED = (
 )
 
 
-async def _read_request_head(stream: trio.abc.Stream) -> bytes:
-    head = b""
-    while b"\r\n\r\n" not in head:
+async def _peek_request_head(stream: trio.SocketStream) -> bytes:
+    """The HTTP request head, looked at without consuming it.
+
+    trio-websocket then reads the plain socket itself, with nothing wrapped
+    around it on the per-message path. Peeking returns what the kernel holds so
+    far; until the head is complete (almost always at once), look again after a
+    short pause. The caller bounds the whole wait with the handshake timeout.
+    """
+    pause = 0.001
+    while True:
+        head = await stream.socket.recv(MAX_REQUEST_HEAD + 1, socket.MSG_PEEK)
+        if not head:
+            raise ValueError("connection closed before the request head ended")
+        if b"\r\n\r\n" in head:
+            return head
         if len(head) > MAX_REQUEST_HEAD:
             raise ValueError("request head too large")
-        chunk = await stream.receive_some(MAX_REQUEST_HEAD)
-        if not chunk:
-            raise ValueError("connection closed before the request head ended")
-        head += chunk
-    return head
+        await trio.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _is_upgrade(head: bytes) -> bool:
@@ -244,7 +227,7 @@ class Keepalive:
 
 
 async def handle_native_stream(
-    app: TrioAPI, config: NativeConfig, state: dict[str, Any], keepalive: Keepalive, stream: trio.abc.Stream
+    app: TrioAPI, config: NativeConfig, state: dict[str, Any], keepalive: Keepalive, stream: trio.SocketStream
 ) -> None:
     """Serve one TCP connection: handshake, then the app's handler; never raises.
 
@@ -272,17 +255,20 @@ async def handle_native_stream(
 
 
 async def _handshake(
-    nursery: trio.Nursery, stream: trio.abc.Stream, config: NativeConfig
+    nursery: trio.Nursery, stream: trio.SocketStream, config: NativeConfig
 ) -> WebSocketRequest | None:
     """The upgrade request, read within the handshake timeout; plain HTTP gets 426 and ``None``."""
     with trio.move_on_after(config.handshake_timeout):
-        head = await _read_request_head(stream)
+        head = await _peek_request_head(stream)
         if not _is_upgrade(head):
+            # Consume the request first: closing with unread data would send a
+            # reset that can destroy the response on its way.
+            await stream.receive_some(len(head))
             await stream.send_all(_UPGRADE_REQUIRED)
             return None
         return await wrap_server_stream(
             nursery,
-            _PrefixedStream(stream, head),
+            stream,
             message_queue_size=config.message_queue_size,
             max_message_size=config.max_message_size,
             receive_buffer_size=config.receive_buffer_size,

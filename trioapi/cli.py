@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--handshake-timeout", type=float, default=defaults.handshake_timeout, help="handshake deadline"
     )
+    run.add_argument(
+        "--no-tune-gc",
+        dest="tune_gc",
+        action="store_false",
+        help="leave the garbage collector's settings alone",
+    )
     run.add_argument("--log-level", default="info", help="logging level (default info)")
     run.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's inherited socket
     return parser
@@ -89,6 +95,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         idle_timeout=args.idle_timeout or None,
         graceful_timeout=args.graceful_timeout,
         handshake_timeout=args.handshake_timeout,
+        tune_gc=args.tune_gc,
     )
 
 

@@ -35,6 +35,7 @@ from trioapi.responses import JSONResponse
 from trioapi.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 if TYPE_CHECKING:
+    from trioapi._types import Scope
     from trioapi.applications import TrioAPI
     from trioapi.routing import APIWebSocketRoute
 
@@ -44,18 +45,17 @@ logger = logging.getLogger("trioapi")
 CLOSE_TIMEOUT = 2.0
 
 
-def raises_into_tests(websocket: WebSocket) -> bool:
+def raises_into_tests(scope: Scope) -> bool:
     """Whether the test client asked for server exceptions to be re-raised."""
-    testing = (websocket.scope.get("extensions") or {}).get("trioapi.testing")
+    testing = (scope.get("extensions") or {}).get("trioapi.testing")
     return bool(testing and testing.get("raise_server_exceptions"))
 
 
 async def _final_close(websocket: WebSocket, code: int, reason: str = "") -> None:
     """Send the close frame that ends a session, shielded and bounded in time."""
-    with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-        if websocket.application_state is WebSocketState.CONNECTED or (
-            websocket.application_state is WebSocketState.CONNECTING
-        ):
+    state = websocket.application_state
+    if state is WebSocketState.CONNECTED or state is WebSocketState.CONNECTING:
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await websocket.close(code, reason)
 
 
@@ -118,7 +118,7 @@ async def _run_session(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSoc
         if websocket._going_away is not None:
             await _final_close(websocket, websocket._going_away, "server shutting down")
         bug = await _end_with_error(app, websocket, error)
-        return error if bug and raises_into_tests(websocket) else None
+        return error if bug and raises_into_tests(websocket.scope) else None
     finally:
         # Also on trio.Cancelled (shutdown, or a failed connection task): the
         # client must still get a close frame that says why.
@@ -176,7 +176,7 @@ async def serve_websocket(app: TrioAPI, route: APIWebSocketRoute, websocket: Web
     finally:
         app.connections.discard(websocket)
         websocket._nursery = None
-    if bug is None and websocket._failure is not None and raises_into_tests(websocket):
+    if bug is None and websocket._failure is not None and raises_into_tests(websocket.scope):
         bug = websocket._failure
     if bug is not None:
         raise bug

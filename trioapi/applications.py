@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import trio
 
-from trioapi._connection import ConnectionRegistry, serve_websocket
+from trioapi._connection import ConnectionRegistry, raises_into_tests, serve_websocket
 from trioapi._errors import is_cancellation, single_error
 from trioapi.datastructures import State
 from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
@@ -206,8 +206,7 @@ class TrioAPI(APIRouter):
             if response is not None:
                 return response
         logger.error("Exception in HTTP endpoint for %s", request.scope["path"], exc_info=exc)
-        testing = (request.scope.get("extensions") or {}).get("trioapi.testing")
-        if testing and testing.get("raise_server_exceptions"):
+        if raises_into_tests(request.scope):
             raise exc
         return JSONResponse({"detail": "Internal Server Error"}, 500)
 

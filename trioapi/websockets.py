@@ -214,17 +214,17 @@ class WebSocket(HTTPConnection):
     # -- receiving -----------------------------------------------------------
 
     def _check_can_receive(self) -> None:
-        if self.application_state is not WebSocketState.CONNECTED or self._going_away is not None:
-            if self._peer_close is not None or self._going_away is not None:
-                raise self._disconnect()
-            if self.application_state is WebSocketState.CONNECTING:
-                raise RuntimeError(
-                    'Cannot receive before the handshake: call "await websocket.accept()" first'
-                )
-            if self.application_state is WebSocketState.RESPONSE:
-                raise RuntimeError("Cannot receive: the handshake was refused with an HTTP response")
-            # Closed by the application, perhaps from another task (a hub
-            # dropping a slow member): the connection is over for the reader too.
+        state = self.application_state
+        if state is not WebSocketState.CONNECTED or self._going_away is not None:
+            if self._peer_close is None and self._going_away is None:
+                if state is WebSocketState.CONNECTING:
+                    raise RuntimeError(
+                        'Cannot receive before the handshake: call "await websocket.accept()" first'
+                    )
+                if state is WebSocketState.RESPONSE:
+                    raise RuntimeError("Cannot receive: the handshake was refused with an HTTP response")
+            # The peer left, the server is going away, or the application closed
+            # (perhaps from another task, a hub dropping a slow member).
             raise self._disconnect()
 
     def _on_peer_closed(self, exc: PeerClosed) -> None:

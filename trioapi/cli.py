@@ -178,9 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``trioapi`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    # Hypercorn has its own handler on this logger; don't print its lines twice.
-    logging.getLogger("hypercorn.error").propagate = False
+    # trioapi's own loggers only: hypercorn has its handlers already, and a root
+    # handler would print each of its lines twice.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    trioapi_logger = logging.getLogger("trioapi")
+    trioapi_logger.addHandler(handler)
+    trioapi_logger.setLevel(args.log_level.upper())
     if args.workers < 1:
         raise SystemExit("trioapi: --workers must be at least 1")
     if args.workers > 1:

@@ -89,8 +89,7 @@ async def _end_with_error(app: TrioAPI, websocket: WebSocket, error: BaseExcepti
         logger.info("WebSocket %s: closing with %s (%s)", path, exc.code, exc.reason)
         await _final_close(websocket, exc.code, exc.reason)
         return False
-    handler = app.lookup_exception_handler(exc) if isinstance(exc, Exception) else None
-    if handler is not None and isinstance(exc, Exception):
+    if isinstance(exc, Exception) and (handler := app.lookup_exception_handler(exc)) is not None:
         await handler(websocket, exc)
         await _final_close(websocket, 1000)
         return False

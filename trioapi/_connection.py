@@ -94,7 +94,7 @@ async def _end_with_error(app: TrioAPI, websocket: WebSocket, error: BaseExcepti
         await _final_close(websocket, 1000)
         return False
     logger.error("Exception in WebSocket handler for %s", path, exc_info=error)
-    if connecting and websocket._transport.can_deny:
+    if connecting:
         with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await websocket.deny(500, [(b"content-length", b"0")])
     else:

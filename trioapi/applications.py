@@ -151,10 +151,7 @@ class TrioAPI(APIRouter):
         route, child, _ = self.match(scope)
         if route is None:
             logger.info("WebSocket %s: no route, handshake refused with 404", scope["path"])
-            if websocket._transport.can_deny:
-                await websocket.deny(404, [(b"content-length", b"0")])
-            else:
-                await websocket.close(1000)
+            await websocket.deny(404, [(b"content-length", b"0")])
             return
         assert isinstance(route, APIWebSocketRoute)
         scope.update(child)
@@ -162,10 +159,7 @@ class TrioAPI(APIRouter):
         allowed = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
         if allowed is not None and not origin_allowed(websocket.headers, allowed):
             logger.info("WebSocket %s: Origin %r not allowed", scope["path"], websocket.headers.get("origin"))
-            if websocket._transport.can_deny:
-                await websocket.deny(403, [(b"content-length", b"0")])
-            else:
-                await websocket.close(1008)
+            await websocket.deny(403, [(b"content-length", b"0")])
             return
         await serve_websocket(self, route, websocket)
 

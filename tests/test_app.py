@@ -37,6 +37,21 @@ async def test_unknown_path_is_denied_with_404() -> None:
     assert info.value.status_code == 404
 
 
+async def test_without_denial_responses_every_refusal_is_a_403_close() -> None:
+    app = TrioAPI()
+
+    @app.websocket("/auth")
+    async def auth(websocket: WebSocket) -> None:
+        raise HTTPException(401, "no")
+
+    async with TestClient(app, denial_responses=False) as client:
+        for path in ("/nowhere", "/auth"):
+            with pytest.raises(WebSocketRejected) as info:
+                async with client.websocket_connect(path):
+                    pass
+            assert (info.value.status_code, info.value.code) == (403, 1008)
+
+
 async def test_path_convertors_convert_and_constrain() -> None:
     app = TrioAPI()
 

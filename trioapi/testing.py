@@ -271,7 +271,9 @@ class TestClient:
 
     ``async with TestClient(app) as client`` runs the app's lifespan around the
     block. ``timeout`` bounds every wait for the app, so a test that expects a
-    message the app never sends fails instead of hanging.
+    message the app never sends fails instead of hanging. With
+    ``denial_responses=False`` the client plays a server without the ASGI
+    denial-response extension, where every refusal is a bare 403.
     """
 
     __test__ = False
@@ -284,8 +286,10 @@ class TestClient:
         client: tuple[str, int] = ("testclient", 50000),
         base_url: str = "http://testserver",
         timeout: float = 10.0,
+        denial_responses: bool = True,
     ) -> None:
         self.app = app
+        self.denial_responses = denial_responses
         self.raise_server_exceptions = raise_server_exceptions
         self.client = client
         parts = urlsplit(base_url)
@@ -348,7 +352,7 @@ class TestClient:
             "headers": raw,
             "state": dict(self._lifespan.state),
             "extensions": {
-                "websocket.http.response": {},
+                **({"websocket.http.response": {}} if self.denial_responses else {}),
                 "trioapi.testing": {"raise_server_exceptions": self.raise_server_exceptions},
             },
         }

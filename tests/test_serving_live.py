@@ -108,3 +108,32 @@ async def test_native_handshake_may_arrive_in_pieces_but_not_never() -> None:
             async with silent:
                 # Nothing sent: the server drops the connection after the handshake timeout.
                 assert await silent.receive_some(4096) == b""
+
+
+def test_workers_that_fail_to_start_make_the_supervisor_fail() -> None:
+    result = subprocess.run(
+        command("trioapi-hypercorn", "apps.lifecycle_app:broken_app", free_port(), "--workers", "2"),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "could not start" in result.stderr
+
+
+async def test_native_pings_without_an_idle_timeout_keep_a_live_client() -> None:
+    stop = trio.Event()
+    config = trioapi.server.ServerConfig(ping_interval=0.05, idle_timeout=None)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            partial(
+                trioapi.serve, basic.app, port=0, server="native", config=config, shutdown_trigger=stop.wait
+            )
+        )
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
+            await trio.sleep(0.3)  # several keepalive rounds, answered by the client's reader
+            await ws.send_message("still here")
+            assert await ws.get_message() == "Message text was: still here"
+        stop.set()

@@ -149,20 +149,27 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "(Ctrl-C to stop)",
         flush=True,
     )
-    stopping = False
+    signalled = False
+    told: set[int] = set()
 
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def stop_workers() -> None:
+        # Once per worker: a second SIGTERM would cut its graceful shutdown short.
         for worker in workers:
-            if worker.poll() is None:
+            if worker.pid not in told and worker.poll() is None:
+                told.add(worker.pid)
                 worker.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(worker.poll() is None for worker in workers):
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal signalled
+        signalled = True
+        stop_workers()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not signalled and all(worker.poll() is None for worker in workers):
         time.sleep(0.2)
-    stop(signal.SIGTERM, None)
+    # Asked to stop, or a worker ended by itself (a failed startup, a crash): stop them all.
+    stop_workers()
     deadline = time.monotonic() + args.graceful_timeout + 5
     for worker in workers:
         try:
@@ -171,7 +178,10 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
             worker.kill()
             worker.wait()
     sock.close()
-    return 0 if stopping else 1
+    # Success only for a shutdown we were asked for, every worker exiting cleanly (or
+    # ended by our SIGTERM before it could install its handler, while still starting).
+    clean = (0, -signal.SIGTERM)
+    return 0 if signalled and all(worker.returncode in clean for worker in workers) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,7 @@ import trio
 from trioapi._errors import single_error
 from trioapi._lifespan import LifespanDriver
 from trioapi.exceptions import LifespanError
-from trioapi.transports.native import Keepalive, NativeConfig, handle_native_stream
+from trioapi.transports.native import DEFAULT_PING_TIMEOUT, Keepalive, NativeConfig, handle_native_stream
 
 if TYPE_CHECKING:
     from trioapi.applications import TrioAPI
@@ -224,5 +224,5 @@ async def _serve_native(
 def _ping_deadline(config: ServerConfig) -> float:
     """How long a native ping may wait for its pong, so a dead peer goes within ``idle_timeout``."""
     if config.ping_interval is None or config.idle_timeout is None:
-        return NativeConfig.ping_timeout
+        return DEFAULT_PING_TIMEOUT
     return max(1.0, config.idle_timeout - config.ping_interval)

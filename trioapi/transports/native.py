@@ -36,6 +36,9 @@ __all__ = ["Keepalive", "NativeConfig", "NativeTransport", "handle_native_stream
 
 logger = logging.getLogger("trioapi.native")
 
+#: Default seconds a keepalive ping may wait for its pong.
+DEFAULT_PING_TIMEOUT = 20.0
+
 #: Longest HTTP request head accepted before the handshake, in bytes.
 MAX_REQUEST_HEAD = 16 * 1024
 
@@ -51,7 +54,7 @@ class NativeConfig:
     #: Seconds between keepalive pings; ``None`` turns keepalive off.
     ping_interval: float | None = 20.0
     #: A peer that does not answer a ping within this long is dropped (dead-peer detection).
-    ping_timeout: float = 20.0
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
     #: Bytes per socket read; trio-websocket's 4 KiB default costs large messages dearly.
     receive_buffer_size: int = 64 * 1024
     #: Messages trio-websocket buffers between its reader and the handler.

@@ -28,6 +28,9 @@ def current_user(token: Annotated[str, Depends(token_in_subprotocol)]) -> str:
 
 @app.websocket("/ws")
 async def chat(websocket: WebSocket, user: Annotated[str, Depends(current_user)]) -> None:
+    if "chat.v1" not in websocket.subprotocols:
+        # accept() refuses a subprotocol the client did not offer: say so with a 400.
+        raise HTTPException(status_code=400, detail="Offer the chat.v1 subprotocol")
     await websocket.accept(subprotocol="chat.v1")
     await websocket.send_text(f"Hello, {user}!")
     await websocket.close()

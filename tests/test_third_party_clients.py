@@ -557,22 +557,7 @@ def _late_ping(server: ServerProcess) -> bytes:
     return rest
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "hypercorn",
-        pytest.param(
-            "native",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="native transport: a ping that arrives after the server's close frame makes "
-                "trio-websocket's reader answer with a Pong in state LOCAL_CLOSING; wsproto raises "
-                "LocalProtocolError (trio-websocket#184) and trioapi logs it as 'ERROR "
-                "trioapi.native: Unexpected error in the native transport' with a traceback",
-            ),
-        ),
-    ],
-)
+@kinds
 async def test_a_ping_after_the_server_closed_is_ignored(serve: Get, kind: str) -> None:
     server = serve(kind, "custom_close", PURPOSE="late-ping")
     assert await run(_late_ping, server) == b""  # no pong after a close frame (RFC 6455 5.5.1)
@@ -780,12 +765,6 @@ async def test_auth_subprotocol(serve: Get, kind: str) -> None:
 
 
 @kinds
-@pytest.mark.xfail(
-    strict=True,
-    reason="examples/auth_subprotocol.py: a client offering a valid token but not 'chat.v1' makes "
-    "accept(subprotocol='chat.v1') raise RuntimeError in the handler: HTTP 500 and a traceback in the "
-    "server log, for ordinary client input; expected a clean refusal (4xx) and no traceback",
-)
 async def test_auth_subprotocol_token_without_the_app_protocol(serve: Get, kind: str) -> None:
     server = serve(kind, "auth_subprotocol", PURPOSE="token-only")
 
@@ -976,14 +955,6 @@ async def test_a_far_oversized_message_closes_with_1009_on_hypercorn(serve: Get)
     assert_clean(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="native transport: a message several times max_message_size (8 MiB against 1 MiB) gets "
-    "no 1009: trio-websocket sends the close frame and stops reading, then trioapi closes the socket "
-    "with the rest of the message unread, so the kernel sends RST and the client loses the close "
-    "frame (ECONNRESET, 1006). hypercorn keeps draining and delivers 1009. A bounded lingering close "
-    "(shutdown the write side, drain for a moment) would fix it",
-)
 async def test_a_far_oversized_message_closes_with_1009_on_native(serve: Get) -> None:
     server = serve("native", "basic")
     # A race with the kernel: each attempt loses the 1009 about 4 times in 5; eight make sure.
@@ -1027,13 +998,6 @@ async def test_crashes_in_json_messages_leak_no_detail(serve: Get, kind: str) ->
 
 
 @kinds
-@pytest.mark.xfail(
-    strict=True,
-    reason="WebSocket.receive_json() only turns json.JSONDecodeError into InvalidMessageData (1007): "
-    "a 5000-digit integer (ValueError), deeply nested arrays (RecursionError) and a lone surrogate "
-    "escape (UnicodeEncodeError later, in send_json) all crash the seed's JSON example with 1011 "
-    "and a traceback in the server log, from ordinary client input",
-)
 async def test_hostile_json_is_invalid_data_not_a_crash(serve: Get, kind: str) -> None:
     server = serve(kind, "json_messages", PURPOSE="hostile")
     results = await run(_hostile, server)

@@ -115,6 +115,26 @@ def truncate_reason(reason: str | None) -> str:
     return encoded[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
 
 
+def _load_json(text: str) -> Any:
+    """Parse a received JSON message; anything a client can get wrong is ``InvalidMessageData``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidMessageData(f"invalid JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise InvalidMessageData(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidMessageData("invalid JSON: nested too deeply") from None
+    if "\\ud" in text or "\\uD" in text:
+        # A \uXXXX escape of a surrogate: legal JSON syntax, but a lone one is no
+        # character at all, and could never be sent back in a text frame.
+        try:
+            _dump_json(value).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidMessageData("invalid JSON: a lone surrogate escape is not a character") from None
+    return value
+
+
 def _dump_json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -321,10 +341,7 @@ class WebSocket(HTTPConnection):
                 text = message.decode("utf-8")
             except UnicodeDecodeError:
                 raise InvalidMessageData("message is not valid UTF-8") from None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidMessageData(f"invalid JSON: {exc.msg} at position {exc.pos}") from None
+        return _load_json(text)
 
     async def iter_text(self) -> AsyncIterator[str]:
         """Text messages until the peer disconnects (then the loop just ends)."""

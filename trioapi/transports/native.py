@@ -24,6 +24,7 @@ from trio_websocket import (
     WebSocketRequest,
     wrap_server_stream,
 )
+from wsproto.utilities import LocalProtocolError
 
 from trioapi.transports import PeerClosed
 from trioapi.websockets import WebSocket
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["Keepalive", "NativeConfig", "NativeTransport", "handle_native_stream"]
 
 logger = logging.getLogger("trioapi.native")
+
+#: Seconds a closing connection waits for its peer to read our last frames and hang up.
+LINGER = 1.0
 
 #: Default seconds a keepalive ping may wait for its pong.
 DEFAULT_PING_TIMEOUT = 20.0
@@ -249,12 +253,34 @@ async def handle_native_stream(
                     keepalive.forget(transport)
             nursery.cancel_scope.cancel()
     except* (ValueError, trio.BrokenResourceError, trio.ClosedResourceError) as dropped:
-        logger.debug("Connection dropped during the handshake: %s", dropped.exceptions[0])
+        logger.debug("Connection dropped: %s", dropped.exceptions[0])
+    except* LocalProtocolError as late:
+        # trio-websocket's reader answering a ping that came after our close
+        # frame (trio-websocket#184): the connection is over either way.
+        logger.debug("Protocol error while closing: %s", late.exceptions[0])
     except* Exception:
         logger.exception("Unexpected error in the native transport")
     finally:
         with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
+            await _linger_close(stream)
+
+
+async def _linger_close(stream: trio.SocketStream) -> None:
+    """Close the socket only once the peer has read what we sent, within ``LINGER`` seconds.
+
+    Closing a socket with unread input makes the kernel send a reset, which can
+    destroy our last frames in flight: a 1009 close, say, to a client still
+    sending the oversized message. So: end our side, discard what the peer
+    still sends until it closes too (or time runs out), then close.
+    """
+    with trio.move_on_after(LINGER):
+        try:
+            await stream.send_eof()
+            while await stream.receive_some(65536):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            pass
+    await trio.aclose_forcefully(stream)
 
 
 async def _handshake(

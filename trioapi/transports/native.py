@@ -37,6 +37,9 @@ __all__ = ["Keepalive", "NativeConfig", "NativeTransport", "handle_native_stream
 
 logger = logging.getLogger("trioapi.native")
 
+#: Seconds the reader gets to finish a close handshake once the handler is done.
+CLOSE_HANDSHAKE_TIMEOUT = 2.0
+
 #: Seconds a closing connection waits for its peer to read our last frames and hang up.
 LINGER = 1.0
 
@@ -251,7 +254,12 @@ async def handle_native_stream(
                     await app.handle_websocket(WebSocket(_scope_for(request, state), transport=transport))
                 finally:
                     keepalive.forget(transport)
-            nursery.cancel_scope.cancel()
+            if request is not None and transport.connection is not None:
+                # The reader may still be completing a close handshake that another
+                # task started (a shutdown's goodbye): let it, within a bound.
+                nursery.cancel_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
+            else:
+                nursery.cancel_scope.cancel()
     except* (ValueError, trio.BrokenResourceError, trio.ClosedResourceError) as dropped:
         logger.debug("Connection dropped: %s", dropped.exceptions[0])
     except* LocalProtocolError as late:

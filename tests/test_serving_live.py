@@ -47,12 +47,20 @@ async def test_native_transport_answers_plain_http_with_426() -> None:
 
 
 @pytest.mark.parametrize("kind", ["trioapi-hypercorn", "native"])
-async def test_workers_share_the_port_and_stop_together(kind: str) -> None:
+@pytest.mark.parametrize("delivery", ["master", "group"])
+async def test_workers_share_the_port_and_stop_together(kind: str, delivery: str) -> None:
+    # "group" is systemd's default KillMode: every worker gets SIGTERM from systemd
+    # and again from the supervisor, and must still finish its goodbye.
     with running_server(kind, "apps.lifecycle_app:app", "--workers", "2", env=ENV) as server:
+
+        def terminate() -> None:
+            if delivery == "master":
+                os.kill(server.process.pid, signal.SIGTERM)
+            else:
+                os.killpg(server.process.pid, signal.SIGTERM)
+
         with trio.fail_after(20):
-            codes = await hold_until_closed(
-                server, "/hold", 6, lambda: os.kill(server.process.pid, signal.SIGTERM)
-            )
+            codes = await hold_until_closed(server, "/hold", 6, terminate)
             returncode = await trio.to_thread.run_sync(server.process.wait, 15)
         assert codes == [1001] * 6
         assert returncode == 0

@@ -19,18 +19,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import trio
 
 from trioapi._errors import single_error
 from trioapi.exceptions import LifespanError
-from trioapi.server import ServerConfig, serve
+from trioapi.server import ServerConfig, ServerKind, serve
 
 __all__ = ["load_app", "main"]
 
-SERVERS = {"hypercorn": "hypercorn", "trio-websocket": "native", "native": "native"}
+SERVERS: dict[str, ServerKind] = {"hypercorn": "hypercorn", "trio-websocket": "native", "native": "native"}
 
 
 def load_app(target: str) -> Any:
@@ -99,12 +98,6 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-async def _until_signal() -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            return
-
-
 async def _serve_until_signal(app: Any, args: argparse.Namespace, sock: socket.socket | None) -> None:
     try:
         await _serve_and_announce(app, args, sock)
@@ -113,24 +106,38 @@ async def _serve_until_signal(app: Any, args: argparse.Namespace, sock: socket.s
 
 
 async def _serve_and_announce(app: Any, args: argparse.Namespace, sock: socket.socket | None) -> None:
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(
-            partial(
-                serve,
-                app,
-                host=args.host,
-                port=args.port,
-                server=SERVERS[args.server],  # type: ignore[arg-type]
-                config=_config(args),
-                shutdown_trigger=_until_signal,
-                sock=sock,
-            )
-        )
-        if sock is None:
-            scheme = "ws" if SERVERS[args.server] == "native" else "http"
-            print(
-                f"trioapi: serving {args.app} on {scheme}://{args.host}:{port} (Ctrl-C to stop)", flush=True
-            )
+    stop = trio.Event()
+    # The receiver stays open for the whole graceful shutdown: a second SIGTERM
+    # (systemd signalling the whole group while the supervisor forwards its own)
+    # must not fall through to the default action and kill the process mid-goodbye.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signals() -> None:
+                async for _ in signals:
+                    stop.set()
+
+            async def serve_then_stop_listening(task_status: trio.TaskStatus[int]) -> None:
+                await serve(
+                    app,
+                    host=args.host,
+                    port=args.port,
+                    server=SERVERS[args.server],
+                    config=_config(args),
+                    shutdown_trigger=stop.wait,
+                    sock=sock,
+                    task_status=task_status,
+                )
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signals)
+            port = await nursery.start(serve_then_stop_listening)
+            if sock is None:
+                scheme = "ws" if SERVERS[args.server] == "native" else "http"
+                print(
+                    f"trioapi: serving {args.app} on {scheme}://{args.host}:{port} (Ctrl-C to stop)",
+                    flush=True,
+                )
 
 
 def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:

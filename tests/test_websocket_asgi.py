@@ -210,7 +210,7 @@ async def test_receive_after_the_app_closed_ends_like_a_disconnect(peer: Peer) -
     await ws.close(1013, "too slow")
     with pytest.raises(WebSocketDisconnect) as info:
         await ws.receive_text()
-    assert info.value.code == 1013
+    assert (info.value.code, info.value.reason) == (1013, "too slow")
     assert [text async for text in ws.iter_text()] == []
 
 

@@ -180,7 +180,7 @@ class WebSocket(HTTPConnection):
         #: for text, bytes for binary.
         self.max_message_size: int | None = None
         self._peer_close: PeerClosed | None = None
-        self._local_close_code: int | None = None
+        self._local_close: tuple[int, str] | None = None
         self._going_away: int | None = None
         # Receiving is single-consumer: whoever is inside transport.receive()
         # owns it; others park until it is done. Messages read ahead by
@@ -263,7 +263,7 @@ class WebSocket(HTTPConnection):
             return WebSocketDisconnect(self._going_away, "server shutting down")
         if self._peer_close is not None:
             return WebSocketDisconnect(self._peer_close.code, self._peer_close.reason)
-        return WebSocketDisconnect(self._local_close_code or 1000)
+        return WebSocketDisconnect(*(self._local_close or (1000, "")))
 
     def _parking_lot(self) -> trio.lowlevel.ParkingLot:
         """Where tasks wait for the one reading; made on first need, as most sockets never need it."""
@@ -439,18 +439,16 @@ class WebSocket(HTTPConnection):
         Before ``accept`` this refuses the handshake (HTTP 403). A ``reason`` longer
         than 123 UTF-8 bytes is cut at a character boundary.
         """
-        if self.application_state is WebSocketState.CONNECTING:
-            self.application_state = WebSocketState.DISCONNECTED
-            self._local_close_code = code
-            await self._transport.close(code, truncate_reason(reason))
-            return
-        if self.application_state is not WebSocketState.CONNECTED:
+        state = self.application_state
+        if state is not WebSocketState.CONNECTING and state is not WebSocketState.CONNECTED:
             return
         self.application_state = WebSocketState.DISCONNECTED
-        self._local_close_code = code
+        self._local_close = (code, truncate_reason(reason))
         try:
-            await self._transport.close(code, truncate_reason(reason))
+            await self._transport.close(*self._local_close)
         except PeerClosed as exc:
+            if state is WebSocketState.CONNECTING:
+                raise
             self._on_peer_closed(exc)
         if self._lot:
             self._lot.unpark_all()

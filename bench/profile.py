@@ -124,16 +124,8 @@ def main() -> int:
     ap.add_argument(
         "--scenario",
         default="echo50",
-        choices=[
-            "echo1",
-            "echo50",
-            "echo50_16k",
-            "connrate",
-            "bcast50",
-            "bcast1000",
-            "bcast50_hub",
-            "bcast1000_hub",
-        ],
+        # Every scenario of the driver but "idle", which has no load to profile.
+        choices=[scenario for scenario in bench.SCENARIOS if scenario != "idle"],
     )
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")

@@ -8,7 +8,6 @@ serves HTTP routes and WebSocket routes alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -118,10 +117,3 @@ class Request(HTTPConnection):
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"
-
-
-def header_list(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
-    """ASGI header pairs from a ``str`` mapping (names lower-cased)."""
-    if not headers:
-        return []
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from trioapi._errors import single_error
+from trioapi._errors import is_cancellation, single_error
 from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, ValidationError, WebSocketException
 from trioapi.responses import JSONResponse
@@ -118,6 +118,13 @@ async def _run_session(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSoc
             await _final_close(websocket, websocket._going_away, "server shutting down")
         bug = await _end_with_error(app, websocket, error)
         return error if bug and raises_into_tests(websocket.scope) else None
+    except BaseException as error:
+        # A cancellation that is not ours (a failed task, the registry's grace
+        # running out) comes from the server: say goodbye with 1001.
+        scope = websocket._session_scope
+        if is_cancellation(error) and scope is not None and not scope.cancel_called:
+            websocket._go_away(1001)
+        raise
     finally:
         # Also on trio.Cancelled (shutdown, or a failed connection task): the
         # client must still get a close frame that says why.
@@ -130,51 +137,37 @@ async def _run_session(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSoc
     return None
 
 
-def _abort(raise_cancel: object) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.SUCCEEDED
-
-
 async def serve_websocket(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket) -> None:
-    """Run one WebSocket connection inside its own nursery; never lets an error escape to the server.
+    """Run one WebSocket connection; never lets an error escape to the server.
 
     The one exception is the test client asking for server errors to be re-raised.
+    Tasks from ``websocket.start_soon`` run in the app nursery while the lifespan
+    is open (a connection that never starts one pays for no nursery), else in a
+    nursery opened here; either way they end before this returns.
     """
-    session_scope = trio.CancelScope(shield=True)
-    session_over = False
+    host = app._nursery
+    if host is not None:
+        await _serve(app, route, websocket, host)
+    else:
+        async with trio.open_nursery() as nursery:
+            await _serve(app, route, websocket, nursery)
 
-    def task_failed(exc: BaseException) -> None:
-        if websocket._failure is None:
-            websocket._failure = exc
-            logger.error("Exception in a task of WebSocket %s", websocket.scope.get("path"), exc_info=exc)
-        session_scope.cancel()
 
-    async def watch_for_shutdown() -> None:
-        try:
-            # trio.sleep_forever() without its frame: one of these waits per connection.
-            await trio.lowlevel.wait_task_rescheduled(_abort)
-        finally:
-            # Reached only by cancellation: the server's (shutdown) or ours (session over).
-            if not session_over:
-                websocket._go_away(1001)
-                session_scope.cancel()
-
+async def _serve(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket, host: trio.Nursery) -> None:
+    session_scope = websocket._session_scope = trio.CancelScope()
+    websocket._runner = trio.lowlevel.current_task()
+    websocket._host = host
     app.connections.add(websocket)
-    websocket._session_scope = session_scope
     bug: BaseException | None = None
     try:
-        async with trio.open_nursery() as nursery:
-            websocket._nursery = nursery
-            websocket._task_failed = task_failed
-            nursery.start_soon(watch_for_shutdown)
-            with session_scope:
-                try:
-                    bug = await _run_session(app, route, websocket)
-                finally:
-                    session_over = True
-            nursery.cancel_scope.cancel()
+        with session_scope:
+            bug = await _run_session(app, route, websocket)
     finally:
+        websocket._host = None
+        tasks = websocket._tasks
+        if tasks is not None:
+            await tasks.aclose()
         app.connections.discard(websocket)
-        websocket._nursery = None
     if bug is None and websocket._failure is not None and raises_into_tests(websocket.scope):
         bug = websocket._failure
     if bug is not None:

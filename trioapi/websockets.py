@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,8 @@ __all__ = [
     "WebSocketDisconnect",
     "WebSocketState",
 ]
+
+logger = logging.getLogger("trioapi")
 
 #: RFC 6455 limits a close frame's payload to 125 bytes, two of which hold the code.
 MAX_CLOSE_REASON_BYTES = 123
@@ -189,11 +192,14 @@ class WebSocket(HTTPConnection):
         self._reading = False
         self._pending: deque[str | bytes] | None = None
         self._lot: trio.lowlevel.ParkingLot | None = None
-        # Set by the connection runner (trioapi._connection) when an app serves this socket.
-        self._nursery: trio.Nursery | None = None
-        self._task_failed: Callable[[BaseException], None] | None = None
-        self._failure: BaseException | None = None
+        # Set by the connection runner (trioapi._connection) when an app serves
+        # this socket: its task, the scope its session runs in, and the nursery
+        # that hosts start_soon tasks (made into a _TaskSet on first use).
+        self._runner: trio.lowlevel.Task | None = None
         self._session_scope: trio.CancelScope | None = None
+        self._host: trio.Nursery | None = None
+        self._tasks: _TaskSet | None = None
+        self._failure: BaseException | None = None
 
     # -- handshake -----------------------------------------------------------
 
@@ -280,6 +286,10 @@ class WebSocket(HTTPConnection):
             self._on_peer_closed(exc)
             raise self._disconnect() from None
         except trio.Cancelled:
+            if self._going_away is None and self._runner is not None and _cancelled_above(self._runner):
+                # Cancelled by the server, not by the handler's own scopes:
+                # hypercorn does this at the end of its graceful timeout.
+                self._go_away(1001)
             if self._going_away is not None:
                 # The server is shutting down and cancelled this receive so the
                 # handler can see why; its cancel scope stays cancelled.
@@ -482,37 +492,28 @@ class WebSocket(HTTPConnection):
 
     # -- connection-scoped concurrency ---------------------------------------
 
-    @property
-    def nursery(self) -> trio.Nursery:
-        """The nursery of this connection: tasks started here end with the connection."""
-        if self._nursery is None:
-            raise RuntimeError(
-                "This WebSocket has no connection nursery: it is only available inside a "
-                "handler served by a trioapi app"
-            )
-        return self._nursery
-
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: object = None) -> None:
         """Run ``fn(*args)`` in a task that is cancelled when this connection ends.
 
-        If the task raises, the connection is closed with 1011 and the error is
-        logged, like an error in the handler itself; ``WebSocketDisconnect``
-        just ends the task.
+        The connection does not end before its tasks have. If a task raises, the
+        connection is closed with 1011 and the error is logged, like an error in
+        the handler itself; ``WebSocketDisconnect`` just ends the task.
         """
-        nursery = self.nursery
-        on_error = self._task_failed
+        tasks = self._tasks
+        if tasks is None:
+            if self._host is None:
+                raise RuntimeError(
+                    "websocket.start_soon() is only available while a handler served by a trioapi app runs"
+                )
+            tasks = self._tasks = _TaskSet(self, self._host)
+        tasks.start_soon(fn, args, name or fn)
 
-        async def guarded() -> None:
-            try:
-                await fn(*args)
-            except WebSocketDisconnect:
-                pass  # the peer left: the task's work is over, which is no error
-            except Exception as exc:
-                if on_error is None:
-                    raise
-                on_error(exc)
-
-        nursery.start_soon(guarded, name=name or fn)
+    def _task_failed(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+            logger.error("Exception in a task of WebSocket %s", self.scope.get("path"), exc_info=exc)
+        if self._session_scope is not None:
+            self._session_scope.cancel()
 
     def _go_away(self, code: int = 1001) -> None:
         """Mark the connection as going away: receives and sends now raise ``WebSocketDisconnect(code)``."""
@@ -521,3 +522,68 @@ class WebSocket(HTTPConnection):
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.scope.get('path', '?')} {self.application_state.name}>"
+
+
+def _cancelled_above(task: trio.lowlevel.Task) -> bool:
+    """Whether a nursery enclosing ``task`` (the server's, not the handler's) has been cancelled."""
+    nursery = task.parent_nursery
+    while nursery is not None:
+        if nursery.cancel_scope.cancel_called:
+            return True
+        nursery = nursery.parent_task.parent_nursery
+    return False
+
+
+class _TaskSet:
+    """The tasks one connection started: hosted in a nursery, bounded by the connection.
+
+    Each task runs in a cancel scope of its own, so that ending the connection
+    cancels exactly its tasks; ``aclose`` then waits for them, so nothing a
+    connection started outlives it, as if they had been in a nursery of its own.
+    """
+
+    __slots__ = ("_closed", "_closing", "_done", "_host", "_scopes", "_websocket")
+
+    def __init__(self, websocket: WebSocket, host: trio.Nursery) -> None:
+        self._websocket = websocket
+        self._host = host
+        self._scopes: set[trio.CancelScope] = set()
+        self._closing = False
+        self._closed = False
+        self._done: trio.Event | None = None
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: object) -> None:
+        if self._closed:
+            raise RuntimeError("websocket.start_soon(): this connection has ended")
+        scope = trio.CancelScope()
+        if self._closing:
+            scope.cancel()  # like a task started in a cancelled nursery
+        self._host.start_soon(self._run, scope, fn, args, name=name)
+        self._scopes.add(scope)
+
+    async def _run(
+        self, scope: trio.CancelScope, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> None:
+        try:
+            with scope:
+                try:
+                    await fn(*args)
+                except WebSocketDisconnect:
+                    pass  # the peer left: the task's work is over, which is no error
+                except Exception as exc:
+                    self._websocket._task_failed(exc)
+        finally:
+            self._scopes.discard(scope)
+            if not self._scopes and self._done is not None:
+                self._done.set()
+
+    async def aclose(self) -> None:
+        """Cancel every task and wait until all have finished (shielded: it is cleanup)."""
+        self._closing = True
+        if self._scopes:
+            self._done = trio.Event()
+            for scope in self._scopes:
+                scope.cancel()
+            with trio.CancelScope(shield=True):
+                await self._done.wait()
+        self._closed = True

@@ -2,16 +2,19 @@
 
 Shape of a connection (everything below is owned by trioapi)::
 
-    connection nursery  (receives the server's cancellation)
-    ├── shutdown watcher         outer cancel → close 1001, handler sees WebSocketDisconnect(1001)
-    ├── tasks from websocket.start_soon(...)     cancelled when the handler finishes
-    └── session scope (shielded)
+    the server's task for this connection
+    └── session scope (cancelled by a failed task, or by shutdown after its grace)
         └── dependencies → handler → teardown (shielded, bounded) → final close frame
+    tasks from websocket.start_soon(...)   in the app nursery, each in a scope of
+                                           its own; cancelled and awaited when the
+                                           session ends, so none outlives it
 
-The session scope is shielded so that a server cancelling the app (hypercorn
-does, at ``graceful_timeout``) first reaches the watcher, which says goodbye with
-1001 and only then cancels the session, instead of cutting the handler mid-flight
-and leaving the client with 1006.
+No nursery, task or shield per connection unless the handler starts a task:
+an idle connection costs its await chain and little else. When the server
+itself cancels the connection (hypercorn does, at the end of its
+``graceful_timeout``), the cancellation lands in the handler; a pending
+``receive_*`` turns it into ``WebSocketDisconnect(1001)`` and the final close
+frame carries 1001, instead of leaving the client with 1006.
 
 The error contract is the same on every server: normal return → 1000; return
 without accept → 403; ``WebSocketException`` → its code; ``HTTPException`` →
@@ -102,58 +105,26 @@ async def _end_with_error(app: TrioAPI, websocket: WebSocket, error: BaseExcepti
     return True
 
 
-async def _run_session(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket) -> BaseException | None:
-    """Solve dependencies, run the handler, tear down, and send the close that fits.
+async def serve_websocket(
+    app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket, host: trio.Nursery | None = None
+) -> None:
+    """Run one WebSocket connection: dependencies, handler, teardown, and the close that fits.
 
-    Returns the exception to re-raise into a test, if the test client asked for it.
+    Never lets an error escape to the server; the one exception is the test
+    client asking for server errors to be re-raised. Tasks from
+    ``websocket.start_soon`` run in ``host``: the app nursery while the lifespan
+    is open (a connection that never starts one pays for no nursery of its own),
+    else a nursery opened here. Either way they end before this returns.
+
+    One coroutine frame for the whole session, on purpose: every idle connection
+    keeps the frames of its await chain alive.
     """
-    try:
-        async with dependency_exit_stack(app.teardown_timeout) as stack:
-            values = await solve_dependencies(
-                route.plan, websocket, stack=stack, overrides=app.dependency_overrides
-            )
-            await route.endpoint(**values)
-    except Exception as error:
-        if websocket._going_away is not None:
-            await _final_close(websocket, websocket._going_away, "server shutting down")
-        bug = await _end_with_error(app, websocket, error)
-        return error if bug and raises_into_tests(websocket.scope) else None
-    except BaseException as error:
-        # A cancellation that is not ours (a failed task, the registry's grace
-        # running out) comes from the server: say goodbye with 1001.
-        scope = websocket._session_scope
-        if is_cancellation(error) and scope is not None and not scope.cancel_called:
-            websocket._go_away(1001)
-        raise
-    finally:
-        # Also on trio.Cancelled (shutdown, or a failed connection task): the
-        # client must still get a close frame that says why.
-        if websocket._failure is not None:
-            await _final_close(websocket, 1011, "Internal Server Error")
-        elif websocket._going_away is not None:
-            await _final_close(websocket, websocket._going_away, "server shutting down")
-    # Return without accept refuses the handshake (403); after accept, 1000.
-    await _final_close(websocket, 1000)
-    return None
-
-
-async def serve_websocket(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket) -> None:
-    """Run one WebSocket connection; never lets an error escape to the server.
-
-    The one exception is the test client asking for server errors to be re-raised.
-    Tasks from ``websocket.start_soon`` run in the app nursery while the lifespan
-    is open (a connection that never starts one pays for no nursery), else in a
-    nursery opened here; either way they end before this returns.
-    """
-    host = app._nursery
-    if host is not None:
-        await _serve(app, route, websocket, host)
-    else:
-        async with trio.open_nursery() as nursery:
-            await _serve(app, route, websocket, nursery)
-
-
-async def _serve(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket, host: trio.Nursery) -> None:
+    if host is None:
+        host = app._nursery
+        if host is None:
+            async with trio.open_nursery() as nursery:
+                await serve_websocket(app, route, websocket, nursery)
+            return
     session_scope = websocket._session_scope = trio.CancelScope()
     websocket._runner = trio.lowlevel.current_task()
     websocket._host = host
@@ -161,7 +132,32 @@ async def _serve(app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket, h
     bug: BaseException | None = None
     try:
         with session_scope:
-            bug = await _run_session(app, route, websocket)
+            try:
+                async with dependency_exit_stack(app.teardown_timeout) as stack:
+                    values = await solve_dependencies(
+                        route.plan, websocket, stack=stack, overrides=app.dependency_overrides
+                    )
+                    await route.endpoint(**values)
+            except Exception as error:
+                if websocket._going_away is not None:
+                    await _final_close(websocket, websocket._going_away, "server shutting down")
+                if await _end_with_error(app, websocket, error) and raises_into_tests(websocket.scope):
+                    bug = error
+            except BaseException as error:
+                # A cancellation that is not ours (a failed task, the registry's
+                # grace running out) comes from the server: say goodbye with 1001.
+                if is_cancellation(error) and not session_scope.cancel_called:
+                    websocket._go_away(1001)
+                raise
+            finally:
+                # Also on trio.Cancelled (shutdown, or a failed connection task):
+                # the client must still get a close frame that says why.
+                if websocket._failure is not None:
+                    await _final_close(websocket, 1011, "Internal Server Error")
+                elif websocket._going_away is not None:
+                    await _final_close(websocket, websocket._going_away, "server shutting down")
+            # Return without accept refuses the handshake (403); after accept, 1000.
+            await _final_close(websocket, 1000)
     finally:
         websocket._host = None
         tasks = websocket._tasks

@@ -136,7 +136,14 @@ class TrioAPI(APIRouter):
         scope["app"] = self
         kind = scope["type"]
         if kind == "websocket":
-            await self.handle_websocket(WebSocket(scope, receive, send))
+            websocket = WebSocket(scope, receive, send)
+            route = self._route_websocket(websocket)
+            if isinstance(route, int):
+                await websocket.deny(route, [(b"content-length", b"0")])
+            else:
+                # Awaited here rather than through handle_websocket: one frame
+                # fewer that every idle connection keeps alive.
+                await serve_websocket(self, route, websocket)
         elif kind == "http":
             await self._handle_http(scope, receive, send)
         elif kind == "lifespan":
@@ -146,22 +153,28 @@ class TrioAPI(APIRouter):
 
     async def handle_websocket(self, websocket: WebSocket) -> None:
         """Route one WebSocket handshake and serve it; used by every transport."""
+        route = self._route_websocket(websocket)
+        if isinstance(route, int):
+            await websocket.deny(route, [(b"content-length", b"0")])
+        else:
+            await serve_websocket(self, route, websocket)
+
+    def _route_websocket(self, websocket: WebSocket) -> APIWebSocketRoute | int:
+        """The route that serves ``websocket``, or the HTTP status that refuses it."""
         scope = websocket.scope
         scope["app"] = self
         route, child, _ = self.match(scope)
         if route is None:
             logger.info("WebSocket %s: no route, handshake refused with 404", scope["path"])
-            await websocket.deny(404, [(b"content-length", b"0")])
-            return
+            return 404
         assert isinstance(route, APIWebSocketRoute)
         scope.update(child)
         websocket.max_message_size = self.max_message_size
         allowed = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
         if allowed is not None and not origin_allowed(websocket.headers, allowed):
             logger.info("WebSocket %s: Origin %r not allowed", scope["path"], websocket.headers.get("origin"))
-            await websocket.deny(403, [(b"content-length", b"0")])
-            return
-        await serve_websocket(self, route, websocket)
+            return 403
+        return route
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, child, partial = self.match(scope)

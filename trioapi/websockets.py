@@ -283,22 +283,31 @@ class WebSocket(HTTPConnection):
         try:
             return await self._transport.receive()
         except PeerClosed as exc:
-            self._on_peer_closed(exc)
-            raise self._disconnect() from None
+            raise self._peer_closed_while_reading(exc) from None
         except trio.Cancelled:
-            if self._going_away is None and self._runner is not None and _cancelled_above(self._runner):
-                # Cancelled by the server, not by the handler's own scopes:
-                # hypercorn does this at the end of its graceful timeout.
-                self._go_away(1001)
-            if self._going_away is not None:
-                # The server is shutting down and cancelled this receive so the
-                # handler can see why; its cancel scope stays cancelled.
-                raise self._disconnect() from None
-            raise
+            if (shutdown := self._shutdown_while_reading()) is None:
+                raise
+            raise shutdown from None
         finally:
             self._reading = False
             if self._lot:
                 self._lot.unpark_all()
+
+    def _peer_closed_while_reading(self, exc: PeerClosed) -> WebSocketDisconnect:
+        self._on_peer_closed(exc)
+        return self._disconnect()
+
+    def _shutdown_while_reading(self) -> WebSocketDisconnect | None:
+        """For a receive cancelled by the server's shutdown, the ``WebSocketDisconnect`` to raise instead."""
+        if self._going_away is None and self._runner is not None and _cancelled_above(self._runner):
+            # Cancelled by the server, not by the handler's own scopes:
+            # hypercorn does this at the end of its graceful timeout.
+            self._go_away(1001)
+        if self._going_away is not None:
+            # The server is shutting down and cancelled this receive so the
+            # handler can see why; its cancel scope stays cancelled.
+            return self._disconnect()
+        return None
 
     async def _next_message(self) -> str | bytes:
         while True:
@@ -311,7 +320,21 @@ class WebSocket(HTTPConnection):
                 break
             self._check_can_receive()
             if not self._reading:
-                message = await self._read()
+                # _read() inlined: the await chain of an idle connection is
+                # what it costs in memory, so the hot path keeps it short.
+                self._reading = True
+                try:
+                    message = await self._transport.receive()
+                except PeerClosed as exc:
+                    raise self._peer_closed_while_reading(exc) from None
+                except trio.Cancelled:
+                    if (shutdown := self._shutdown_while_reading()) is None:
+                        raise
+                    raise shutdown from None
+                finally:
+                    self._reading = False
+                    if self._lot:
+                        self._lot.unpark_all()
                 break
             # wait_disconnected() is reading in another task: wait for its result.
             await self._parking_lot().park()

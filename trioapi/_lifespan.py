@@ -21,11 +21,13 @@ class LifespanDriver:
     """Run ``app``'s lifespan in a task of ``nursery``: ``await startup()``, later ``await shutdown()``.
 
     ``state`` is the lifespan state dict: what the lifespan yields is stored in
-    it, and servers copy it into each connection's scope.
+    it, and servers copy it into each connection's scope. ``testing`` marks the
+    scope as the test client's.
     """
 
-    def __init__(self, app: ASGIApp, timeout: float = 30.0) -> None:
+    def __init__(self, app: ASGIApp, timeout: float = 30.0, *, testing: bool = False) -> None:
         self.app = app
+        self.testing = testing
         self.timeout = timeout
         self.state: dict[str, Any] = {}
         self._to_app, self._app_inbox = trio.open_memory_channel[Message](math.inf)
@@ -33,7 +35,14 @@ class LifespanDriver:
         self._unsupported = False
 
     async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
+        scope: dict[str, Any] = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        if self.testing:
+            # The test client runs in the test process: the app must not retune its GC.
+            scope["extensions"] = {"trioapi.testing": {}}
         try:
             await self.app(scope, self._app_inbox.receive, self._app_outbox.send)
         except Exception:

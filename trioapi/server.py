@@ -15,7 +15,6 @@ see ``WebSocketDisconnect(1001)`` and their teardown runs, within
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import socket
@@ -27,6 +26,7 @@ import attrs
 import trio
 
 from trioapi._errors import single_error
+from trioapi._gc import tune_gc
 from trioapi._lifespan import LifespanDriver
 from trioapi.exceptions import LifespanError
 from trioapi.transports.native import DEFAULT_PING_TIMEOUT, Keepalive, NativeConfig, handle_native_stream
@@ -61,12 +61,11 @@ class ServerConfig:
     graceful_timeout: float = 5.0
     #: Seconds a client has to complete its handshake.
     handshake_timeout: float = 10.0
-    #: Once the app has started: freeze the startup heap out of the garbage
-    #: collector's way and collect young objects less often (``tune_gc``).
-    #: Collections of a heap with thousands of connections set the latency tail;
-    #: this halved p99 at equal throughput in ``docs/benchmarks.md``. Off by
-    #: default here, since it changes the whole process; ``trioapi run``, which
-    #: owns its process, turns it on.
+    #: Whether the app tunes the garbage collector once started (``tune_gc``):
+    #: ``serve()`` sets the app's ``tune_gc`` to this. Off by default here, since
+    #: it changes the whole process you embed the server in; ``trioapi run``, which
+    #: owns its process, turns it on (``--no-tune-gc`` to opt out), as does the
+    #: app itself under ``hypercorn``.
     tune_gc: bool = False
 
 
@@ -91,10 +90,12 @@ async def serve(
     port actually bound is reported through ``task_status`` once the app's
     lifespan has started. A lifespan startup failure raises here. ``sock`` is an
     already-listening socket to serve instead of binding ``host:port`` (the CLI
-    passes one shared by its worker processes).
+    passes one shared by its worker processes). It sets ``app.tune_gc`` to
+    ``config.tune_gc``.
     """
     config = config or ServerConfig()
     trigger = shutdown_trigger or _wait_forever
+    app.tune_gc = config.tune_gc
 
     async def goodbye_then_stop() -> None:
         await trigger()
@@ -118,17 +119,6 @@ async def serve(
         if exc is error:
             raise
         raise exc from None
-
-
-def tune_gc() -> None:
-    """Freeze what exists now (the imported app, its startup state) and raise gen-0's threshold.
-
-    Frozen objects are never scanned again; a threshold of 10,000 allocations
-    instead of 700 makes young collections rarer while still bounding garbage.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
 
 
 def hypercorn_config(host: str, port: int, sock: socket.socket | None, config: ServerConfig) -> object:
@@ -173,8 +163,6 @@ async def _serve_hypercorn(
         binds: list[str] = await nursery.start(
             partial(hypercorn_serve, app, hc, shutdown_trigger=trigger)  # type: ignore[arg-type]
         )
-        if config.tune_gc:
-            tune_gc()
         task_status.started(int(binds[0].rsplit(":", 1)[1]) if binds else port)
 
 
@@ -201,8 +189,6 @@ async def _serve_native(
         else:
             listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()[1]
-        if config.tune_gc:
-            tune_gc()
         logger.info("trioapi (native) serving on ws://%s:%s", host, bound)
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as server:

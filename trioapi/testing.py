@@ -297,7 +297,7 @@ class TestClient:
         self._host = parts.hostname or "testserver"
         self._port = parts.port or (443 if self._scheme == "https" else 80)
         self.timeout = timeout
-        self._lifespan = LifespanDriver(app, timeout)
+        self._lifespan = LifespanDriver(app, timeout, testing=True)
         self._nursery_cm: Any = None
 
     # -- lifespan --------------------------------------------------------------

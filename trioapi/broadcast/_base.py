@@ -135,7 +135,7 @@ class Backlog(Generic[T]):
     ``on_overflow()`` at once.
     """
 
-    __slots__ = ("_items", "_lot", "closed", "dropped", "max_backlog", "overflowed", "policy")
+    __slots__ = ("_abort", "_items", "_waiter", "closed", "dropped", "max_backlog", "overflowed", "policy")
 
     def __init__(self, max_backlog: int, policy: OverflowPolicy | PolicyName) -> None:
         if max_backlog < 1:
@@ -143,7 +143,10 @@ class Backlog(Generic[T]):
         self.max_backlog = max_backlog
         self.policy = OverflowPolicy(policy)
         self._items: deque[T] = deque()
-        self._lot = trio.lowlevel.ParkingLot()
+        # The one consumer, while it waits. Woken by a plain reschedule: a fan-out
+        # wakes a thousand of these per message, and a ParkingLot costs more.
+        self._waiter: trio.lowlevel.Task | None = None
+        self._abort = self._forget_waiter  # bound once, not once per wait
         #: Messages not delivered because of the overflow policy.
         self.dropped = 0
         #: ``True`` once the ``"disconnect"`` policy has cut this consumer off.
@@ -169,15 +172,24 @@ class Backlog(Generic[T]):
                 self.closed = True
                 # The consumer will not read these any more: free them now.
                 items.clear()
-                self._lot.unpark_all()
+                self._wake()
                 return False
         items.append(item)
-        if self._lot:
-            self._lot.unpark()
+        if self._waiter is not None:
+            self._wake()
         return True
 
+    def _wake(self) -> None:
+        task, self._waiter = self._waiter, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    def _forget_waiter(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
     async def get(self, on_overflow: Callable[[], BaseException]) -> T:
-        """The oldest item, waiting for one if needed."""
+        """The oldest item, waiting for one if needed (one consumer at a time)."""
         if self._items:
             # Ready at once: still yield, as trio expects of every async call, so
             # a consumer that is never short of items cannot starve other tasks.
@@ -187,7 +199,10 @@ class Backlog(Generic[T]):
                 raise on_overflow()
             if self.closed:
                 raise trio.EndOfChannel
-            await self._lot.park()
+            if self._waiter is not None:
+                raise trio.BusyResourceError("another task is already waiting on this backlog")
+            self._waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
         return self._items.popleft()
 
     def get_nowait(self) -> T:
@@ -204,7 +219,7 @@ class Backlog(Generic[T]):
     def close(self) -> None:
         """No more items will be put; the consumer drains what is left, then ends."""
         self.closed = True
-        self._lot.unpark_all()
+        self._wake()
 
 
 #: Called by a backend's listener for each message it receives.

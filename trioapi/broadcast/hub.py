@@ -377,6 +377,9 @@ class ConnectionHub:
     @staticmethod
     async def _send_all(member: Member) -> None:
         websocket, outbox = member.websocket, member._outbox
+        # WebSocket._send, not send_text/send_bytes: frames are str or bytes
+        # already, and each frame of this await chain is resumed twice per send.
+        send = websocket._send
 
         def overflow() -> SubscriberOverflow:
             return SubscriberOverflow(f"member {websocket!r}", outbox.max_backlog)
@@ -394,10 +397,7 @@ class ConnectionHub:
             if websocket.application_state is not WebSocketState.CONNECTED:
                 return  # the handler closed it; nothing more can be sent
             try:
-                if isinstance(frame, str):
-                    await websocket.send_text(frame)
-                else:
-                    await websocket.send_bytes(frame)
+                await send(frame)
             except WebSocketDisconnect:
                 return
 

@@ -205,9 +205,9 @@ SERVERS += [
         variant=True,
     ),
     Server(
-        "trioapi-hypercorn-gc",
-        "trioapi on hypercorn-trio, GC tuned",
-        hypercorn("bench.servers.trioapi_echo_gc:app"),
+        "trioapi-hypercorn-nogc",
+        "trioapi on hypercorn-trio, GC untouched (tune_gc=False)",
+        hypercorn("bench.servers.trioapi_echo_nogc:app"),
         _trioapi_app,
         hub_path="/broadcast-hub",
         variant=True,
@@ -717,7 +717,7 @@ def ratio_lines(med: Callable[[str, str, str], float | None]) -> list[str]:
             )
     for tuned, base in (
         ("asgi-hypercorn-gc", "asgi-hypercorn"),
-        ("trioapi-hypercorn-gc", "trioapi-hypercorn"),
+        ("trioapi-hypercorn", "trioapi-hypercorn-nogc"),
     ):
         for sc in ("echo50", "echo50_16k"):
             ratio(f"{tuned} / {base}, {sc} msg/s", (tuned, sc, "msg_per_s"), (base, sc, "msg_per_s"), "-")

@@ -182,7 +182,9 @@ class WebSocket(HTTPConnection):
         #: from ``TrioAPI(max_message_size=...)``. Length is ``len()``: characters
         #: for text, bytes for binary.
         self.max_message_size: int | None = None
-        self._peer_close: PeerClosed | None = None
+        # The peer's (code, reason): not the PeerClosed itself, whose traceback holds
+        # frames that hold this WebSocket, a cycle only the GC could free.
+        self._peer_close: tuple[int, str] | None = None
         self._local_close: tuple[int, str] | None = None
         self._going_away: int | None = None
         # Receiving is single-consumer: whoever is inside transport.receive()
@@ -255,7 +257,7 @@ class WebSocket(HTTPConnection):
 
     def _on_peer_closed(self, exc: PeerClosed) -> None:
         if self._peer_close is None:
-            self._peer_close = exc
+            self._peer_close = (exc.code, exc.reason)
         self.client_state = WebSocketState.DISCONNECTED
         if self.application_state is WebSocketState.CONNECTED:
             # Nothing more can be sent; a close frame would only be refused.
@@ -268,7 +270,7 @@ class WebSocket(HTTPConnection):
         if self._going_away is not None:
             return WebSocketDisconnect(self._going_away, "server shutting down")
         if self._peer_close is not None:
-            return WebSocketDisconnect(self._peer_close.code, self._peer_close.reason)
+            return WebSocketDisconnect(*self._peer_close)
         return WebSocketDisconnect(*(self._local_close or (1000, "")))
 
     def _parking_lot(self) -> trio.lowlevel.ParkingLot:

@@ -112,10 +112,12 @@ async def measure(target: str, scenario: str, threshold: int, garbage: bool, loa
     print(f"## {target} / {scenario}, generation-0 threshold {threshold}")
     print(f"{rate_key} = {report.get(rate_key, 0):,.0f}")
     if garbage:
-        completed = report.get("connections") or report.get("opened") or 1
+        # Every connection opened, warm-up included: all of them may have left garbage.
+        completed = report.get("opened") or report.get("connections") or 1
         kinds = collections.Counter(type(o).__name__ for o in found)
         print(f"cyclic garbage: {len(found):,} objects, {len(found) / completed:.0f} per connection")
-        print("  " + ", ".join(f"{k} {v / completed:.1f}" for k, v in kinds.most_common(15)))
+        if kinds:
+            print("  " + ", ".join(f"{k} {v / completed:.1f}" for k, v in kinds.most_common(15)))
     else:
         spent = sum(seen.seconds.values())
         by_gen = ", ".join(f"gen {g}: {seen.count[g]} in {seen.seconds[g]:.3f} s" for g in sorted(seen.count))

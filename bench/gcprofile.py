@@ -27,7 +27,6 @@ import logging
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +70,8 @@ async def measure(target: str, scenario: str, threshold: int, garbage: bool, loa
     mode, path, extra, rate_key = SCENARIOS[scenario]
     if scenario.endswith("_hub") and target not in ("trioapi-hypercorn", "trioapi-native"):
         raise SystemExit(f"gcprofile: {target} has no hub route")
-    port = bench.free_port()
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(memprofile.serve_target, target, port))
-        for _ in range(50):  # hypercorn reports started before it listens
-            probe = await trio.run_process(
-                [str(loadgen), "--mode", "probe", "--port", str(port)], capture_stdout=True, check=False
-            )
-            if probe.returncode == 0:
-                break
-            await trio.sleep(0.1)
+        port = await memprofile.start_target(nursery, target, loadgen)
         gc.collect()
         gc.freeze()
         gc.set_threshold(threshold, 10, 10)

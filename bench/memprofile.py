@@ -63,17 +63,23 @@ def type_counts() -> collections.Counter[str]:
     return collections.Counter(type(o).__name__ for o in gc.get_objects())
 
 
-async def measure(target: str, conns: int, top: int, loadgen: Path) -> None:
+async def start_target(nursery: trio.Nursery, target: str, loadgen: Path) -> int:
+    """Serve ``target`` in ``nursery`` and return its port once it has echoed one message."""
     port = bench.free_port()
+    await nursery.start(partial(serve_target, target, port))
+    for _ in range(50):  # hypercorn reports started before it listens
+        probe = await trio.run_process(
+            [str(loadgen), "--mode", "probe", "--port", str(port)], capture_stdout=True, check=False
+        )
+        if probe.returncode == 0:
+            break
+        await trio.sleep(0.1)
+    return port
+
+
+async def measure(target: str, conns: int, top: int, loadgen: Path) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(serve_target, target, port))
-        for _ in range(50):  # hypercorn reports started before it listens
-            probe = await trio.run_process(
-                [str(loadgen), "--mode", "probe", "--port", str(port)], capture_stdout=True, check=False
-            )
-            if probe.returncode == 0:
-                break
-            await trio.sleep(0.1)
+        port = await start_target(nursery, target, loadgen)
         await trio.sleep(0.3)
         gc.collect()
         types0, snap0 = type_counts(), tracemalloc.take_snapshot()

@@ -667,3 +667,19 @@ async def test_yield_dependency_example_holds_one_database_for_the_connection() 
 async def test_dependency_overrides_example() -> None:
     await dependency_overrides.room_with_fake_database()
     assert yield_dependency.app.dependency_overrides == {}
+
+
+async def test_an_endpoint_taking_only_the_connection_is_solved_without_walking_a_plan() -> None:
+    async def bare(websocket: WebSocket, conn: HTTPConnection) -> None: ...
+
+    async def with_query(websocket: WebSocket, q: str = Query("x")) -> None: ...
+
+    async def guard() -> None: ...
+
+    assert plan_for(bare).connection_only == ("websocket", "conn")
+    assert plan_for(with_query).connection_only is None
+    assert plan_for(bare, dependencies=[Depends(guard)]).connection_only is None
+    arguments = await solve(bare)
+    assert set(arguments) == {"websocket", "conn"}
+    assert arguments["websocket"] is arguments["conn"]
+    assert isinstance(arguments["websocket"], WebSocket)

@@ -155,8 +155,8 @@ class WebSocket(HTTPConnection):
     """One WebSocket connection, from handshake to close.
 
     Build it from an ASGI scope (``WebSocket(scope, receive, send)``), or let
-    trioapi build it for a route. Inside a trioapi app each connection also has a
-    nursery of its own (``start_soon``), cancelled when the handler finishes.
+    trioapi build it for a route. Inside a trioapi app, ``start_soon`` runs tasks
+    that are cancelled when the handler finishes and end before the connection does.
     """
 
     def __init__(
@@ -279,26 +279,6 @@ class WebSocket(HTTPConnection):
             self._lot = trio.lowlevel.ParkingLot()
         return self._lot
 
-    async def _read(self) -> str | bytes:
-        """Take the next message from the transport, as its only reader."""
-        self._reading = True
-        try:
-            return await self._transport.receive()
-        except PeerClosed as exc:
-            raise self._peer_closed_while_reading(exc) from None
-        except trio.Cancelled:
-            if (shutdown := self._shutdown_while_reading()) is None:
-                raise
-            raise shutdown from None
-        finally:
-            self._reading = False
-            if self._lot:
-                self._lot.unpark_all()
-
-    def _peer_closed_while_reading(self, exc: PeerClosed) -> WebSocketDisconnect:
-        self._on_peer_closed(exc)
-        return self._disconnect()
-
     def _shutdown_while_reading(self) -> WebSocketDisconnect | None:
         """For a receive cancelled by the server's shutdown, the ``WebSocketDisconnect`` to raise instead."""
         if self._going_away is None and self._runner is not None and _cancelled_above(self._runner):
@@ -311,24 +291,30 @@ class WebSocket(HTTPConnection):
             return self._disconnect()
         return None
 
-    async def _next_message(self) -> str | bytes:
+    async def _next_message(self, *, ahead: bool = False) -> str | bytes:
+        """The next message: one read ahead first, else one from the transport, as its only reader.
+
+        ``ahead`` (for ``wait_disconnected``) always reads the transport and skips
+        the size check, which applies when the handler takes the message.
+        """
         while True:
             # Messages read ahead by wait_disconnected() come first, even after
             # the peer's close: nothing the peer sent is lost.
-            if self._pending:
+            if self._pending and not ahead:
                 message = self._pending.popleft()
                 if self._lot:
                     self._lot.unpark_all()
                 break
             self._check_can_receive()
             if not self._reading:
-                # _read() inlined: the await chain of an idle connection is
-                # what it costs in memory, so the hot path keeps it short.
+                # Read here rather than in a helper: every idle connection keeps
+                # the frames of its await chain, so the chain stays short.
                 self._reading = True
                 try:
                     message = await self._transport.receive()
                 except PeerClosed as exc:
-                    raise self._peer_closed_while_reading(exc) from None
+                    self._on_peer_closed(exc)
+                    raise self._disconnect() from None
                 except trio.Cancelled:
                     if (shutdown := self._shutdown_while_reading()) is None:
                         raise
@@ -337,8 +323,10 @@ class WebSocket(HTTPConnection):
                     self._reading = False
                     if self._lot:
                         self._lot.unpark_all()
+                if ahead:
+                    return message
                 break
-            # wait_disconnected() is reading in another task: wait for its result.
+            # Another task is reading (wait_disconnected() or a receive): wait for its result.
             await self._parking_lot().park()
         if self.max_message_size is not None and len(message) > self.max_message_size:
             raise MessageTooBig(len(message), self.max_message_size)
@@ -422,7 +410,7 @@ class WebSocket(HTTPConnection):
                 await self._parking_lot().park()
                 continue
             try:
-                message = await self._read()
+                message = await self._next_message(ahead=True)
             except WebSocketDisconnect:
                 break
             self._pending.append(message)

@@ -140,6 +140,16 @@ class EndpointPlan:
     is_coroutine: bool
     #: Plans of ``dependency_overrides`` replacements, by replacement (see ``plan_for_override``).
     override_plans: dict[Callable[..., Any], DependantPlan] = attrs.field(factory=dict, repr=False)
+    #: When the endpoint takes nothing but the connection (``async def ws(websocket: WebSocket)``,
+    #: the common case): the names it takes it under, so solving is one dict. ``None`` otherwise.
+    connection_only: tuple[str, ...] | None = attrs.field(init=False, repr=False)
+
+    @connection_only.default
+    def _connection_only(self) -> tuple[str, ...] | None:
+        root = self.root
+        if self.dependencies or root.dependencies or root.values or root.security_scopes:
+            return None
+        return root.connections
 
     def plan_for_override(self, replacement: Callable[..., Any]) -> DependantPlan:
         """The plan of an override's replacement, analysed the first time it is used.

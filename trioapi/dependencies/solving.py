@@ -66,6 +66,9 @@ async def solve_dependencies(
     managers entered before such an error are already on ``stack``, so run this
     inside ``dependency_exit_stack`` and they are closed.
     """
+    if plan.connection_only is not None:
+        # Nothing to read, convert or call (decided when the route was declared).
+        return dict.fromkeys(plan.connection_only, connection)
     solver = _Solver(plan, connection, stack, overrides, {} if cache is None else cache)
     await solver.convert_values()
     for dependency in plan.dependencies:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -147,14 +147,7 @@ class TrioAPI(APIRouter):
         scope["app"] = self
         kind = scope["type"]
         if kind == "websocket":
-            websocket = WebSocket(scope, receive, send)
-            route = self._route_websocket(websocket)
-            if isinstance(route, int):
-                await websocket.deny(route, [(b"content-length", b"0")])
-            else:
-                # Awaited here rather than through handle_websocket: one frame
-                # fewer that every idle connection keeps alive.
-                await serve_websocket(self, route, websocket)
+            await self._websocket_session(WebSocket(scope, receive, send))
         elif kind == "http":
             await self._handle_http(scope, receive, send)
         elif kind == "lifespan":
@@ -164,28 +157,29 @@ class TrioAPI(APIRouter):
 
     async def handle_websocket(self, websocket: WebSocket) -> None:
         """Route one WebSocket handshake and serve it; used by every transport."""
-        route = self._route_websocket(websocket)
-        if isinstance(route, int):
-            await websocket.deny(route, [(b"content-length", b"0")])
-        else:
-            await serve_websocket(self, route, websocket)
+        await self._websocket_session(websocket)
 
-    def _route_websocket(self, websocket: WebSocket) -> APIWebSocketRoute | int:
-        """The route that serves ``websocket``, or the HTTP status that refuses it."""
+    def _websocket_session(self, websocket: WebSocket) -> Coroutine[Any, Any, None]:
+        """Route ``websocket``: the coroutine that serves it, or the one that refuses it.
+
+        A plain function that returns the coroutine rather than a coroutine
+        itself, so awaiting it adds no frame to the await chain that every idle
+        connection keeps alive.
+        """
         scope = websocket.scope
         scope["app"] = self
         route, child, _ = self.match(scope)
         if route is None:
             logger.info("WebSocket %s: no route, handshake refused with 404", scope["path"])
-            return 404
+            return websocket.deny(404, [(b"content-length", b"0")])
         assert isinstance(route, APIWebSocketRoute)
         scope.update(child)
         websocket.max_message_size = self.max_message_size
         allowed = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
         if allowed is not None and not origin_allowed(websocket.headers, allowed):
             logger.info("WebSocket %s: Origin %r not allowed", scope["path"], websocket.headers.get("origin"))
-            return 403
-        return route
+            return websocket.deny(403, [(b"content-length", b"0")])
+        return serve_websocket(self, route, websocket)
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, child, partial = self.match(scope)

@@ -24,7 +24,6 @@ import collections
 import gc
 import json
 import logging
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -127,13 +126,10 @@ def main() -> int:
         raise SystemExit("gcprofile: --threshold must be in [100, 1000000]")
     logging.disable(logging.INFO)
     loadgen = bench.build_loadgen()
-    for target in opts.targets:
-        if len(opts.targets) > 1:  # one process per target: each starts from a clean heap
-            argv = [sys.executable, __file__, target, "--scenario", opts.scenario]
-            argv += ["--threshold", str(opts.threshold)] + (["--garbage"] if opts.garbage else [])
-            subprocess.run(argv, check=False, timeout=300)
-            continue
-        trio.run(measure, target, opts.scenario, opts.threshold, opts.garbage, loadgen)
+    args = ["--scenario", opts.scenario, "--threshold", str(opts.threshold)]
+    if memprofile.each_in_own_process(__file__, opts.targets, args + (["--garbage"] if opts.garbage else [])):
+        return 0
+    trio.run(measure, opts.targets[0], opts.scenario, opts.threshold, opts.garbage, loadgen)
     return 0
 
 

@@ -114,6 +114,19 @@ async def measure(target: str, conns: int, top: int, loadgen: Path) -> None:
     print()
 
 
+def each_in_own_process(script: str, targets: list[str], args: list[str]) -> bool:
+    """With several targets, run ``script target *args`` once per target and return ``True``.
+
+    Each target then starts from a clean heap; with one target, return ``False``
+    and let the caller measure it in this process.
+    """
+    if len(targets) < 2:
+        return False
+    for target in targets:
+        subprocess.run([sys.executable, script, target, *args], check=False, timeout=300)
+    return True
+
+
 def bench_path(filename: str) -> str:
     for marker in ("site-packages/", "/work/main/", "/lib/python3"):
         if marker in filename:
@@ -131,17 +144,10 @@ def main() -> int:
         raise SystemExit("memprofile: --conns must be in [10, 5000]")
     logging.disable(logging.INFO)
     loadgen = bench.build_loadgen()
-    for target in opts.targets:
-        # one process per target: each starts from a clean heap
-        if len(opts.targets) > 1:
-            subprocess.run(
-                [sys.executable, __file__, target, "--conns", str(opts.conns), "--top", str(opts.top)],
-                check=False,
-                timeout=300,
-            )
-            continue
-        tracemalloc.start(1)
-        trio.run(measure, target, opts.conns, opts.top, loadgen)
+    if each_in_own_process(__file__, opts.targets, ["--conns", str(opts.conns), "--top", str(opts.top)]):
+        return 0
+    tracemalloc.start(1)
+    trio.run(measure, opts.targets[0], opts.conns, opts.top, loadgen)
     return 0
 
 

@@ -3,9 +3,9 @@
 Two servers carry the same app and handlers:
 
 - ``"hypercorn"`` (default): hypercorn's trio worker; HTTP routes and WebSockets.
-- ``"native"``: trioapi's own accept loop over trio-websocket; WebSockets only
-  (plain HTTP requests get 426 Upgrade Required), fewer hops per message, and
-  the client's real close codes.
+- ``"native"``: trioapi's own accept loop, wsproto driven from each handler's
+  task; WebSockets only (plain HTTP requests get 426 Upgrade Required), no hop
+  between socket and handler, and the client's real close codes.
 
 Shutdown is graceful on both: when ``shutdown_trigger`` returns (or the
 surrounding scope is cancelled) every open WebSocket gets close 1001, handlers
@@ -29,7 +29,7 @@ from trioapi._errors import single_error
 from trioapi._gc import tune_gc
 from trioapi._lifespan import LifespanDriver
 from trioapi.exceptions import LifespanError
-from trioapi.transports.native import DEFAULT_PING_TIMEOUT, Keepalive, NativeConfig, handle_native_stream
+from trioapi.transports.native import DEFAULT_PING_TIMEOUT, NativeConfig, Supervisor, handle_native_stream
 
 if TYPE_CHECKING:
     from trioapi.applications import TrioAPI
@@ -192,9 +192,9 @@ async def _serve_native(
         logger.info("trioapi (native) serving on ws://%s:%s", host, bound)
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as server:
-                keepalive = Keepalive(native)
-                server.start_soon(keepalive.run)
-                handler = partial(handle_native_stream, app, native, lifespan.state, keepalive)
+                supervisor = Supervisor(native)
+                server.start_soon(supervisor.run)
+                handler = partial(handle_native_stream, app, native, lifespan.state, supervisor)
                 server.start_soon(
                     partial(trio.serve_listeners, handler, listeners, handler_nursery=connections)
                 )

@@ -15,6 +15,7 @@ see ``WebSocketDisconnect(1001)`` and their teardown runs, within
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import socket
@@ -184,27 +185,71 @@ async def _serve_native(
     lifespan = LifespanDriver(app)
     async with trio.open_nursery() as app_nursery:
         await lifespan.startup(app_nursery)
-        if sock is not None:
-            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
-        else:
-            listeners = await trio.open_tcp_listeners(port, host=host)
-        bound = listeners[0].socket.getsockname()[1]
+        listeners = [sock] if sock is not None else await _bind(host, port)
+        bound = listeners[0].getsockname()[1]
         logger.info("trioapi (native) serving on ws://%s:%s", host, bound)
-        async with trio.open_nursery() as connections:
-            async with trio.open_nursery() as server:
-                supervisor = Supervisor(native)
-                server.start_soon(supervisor.run)
-                handler = partial(handle_native_stream, app, native, lifespan.state, supervisor)
-                server.start_soon(
-                    partial(trio.serve_listeners, handler, listeners, handler_nursery=connections)
-                )
-                task_status.started(bound)
-                await shutdown_trigger()
-                server.cancel_scope.cancel()
-            # Connections were told goodbye by the trigger; anything left is cut.
-            connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        try:
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as server:
+                    supervisor = Supervisor(native)
+                    server.start_soon(supervisor.run)
+                    handler = partial(handle_native_stream, app, native, lifespan.state, supervisor)
+                    for listener in listeners:
+                        server.start_soon(_accept_loop, listener, handler, connections)
+                    task_status.started(bound)
+                    await shutdown_trigger()
+                    server.cancel_scope.cancel()
+                # Connections were told goodbye by the trigger; anything left is cut.
+                connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        finally:
+            if sock is None:  # ours to close; a socket passed in stays its owner's
+                for listener in listeners:
+                    trio.lowlevel.notify_closing(listener)
+                    listener.close()
         await lifespan.shutdown()
         app_nursery.cancel_scope.cancel()
+
+
+async def _bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for ``host:port``, as plain sockets the accept loop can use without a wrapper."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    return [socket.socket(fileno=listener.socket.detach()) for listener in listeners]
+
+
+#: accept() errors that say the process or system is out of something: wait, then go on.
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+#: accept() errors about one connection that died before it was accepted: skip it.
+_DIED_IN_QUEUE = {errno.ECONNABORTED, errno.EPERM, errno.EPROTO}
+
+
+async def _accept_loop(
+    listener: socket.socket,
+    handler: Callable[[socket.socket], Awaitable[None]],
+    connections: trio.Nursery,
+) -> None:
+    """Accept connections on ``listener`` and start ``handler`` for each, until cancelled.
+
+    On plain sockets rather than ``trio.SocketListener``: the native transport
+    keeps each connection's plain socket, to write a frame at once when it can
+    (see ``NativeTransport.send``).
+    """
+    listener.setblocking(False)
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(listener)
+            continue
+        except OSError as exc:
+            if exc.errno in _DIED_IN_QUEUE:
+                continue
+            if exc.errno in _OUT_OF_RESOURCES:
+                logger.error("accept() failed (%s); trying again in 0.1 s", exc)
+                await trio.sleep(0.1)
+                continue
+            raise
+        connections.start_soon(handler, conn)
+        await trio.lowlevel.checkpoint()
 
 
 def _ping_deadline(config: ServerConfig) -> float:

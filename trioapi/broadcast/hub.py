@@ -377,9 +377,8 @@ class ConnectionHub:
     @staticmethod
     async def _send_all(member: Member) -> None:
         websocket, outbox = member.websocket, member._outbox
-        # WebSocket._send, not send_text/send_bytes: frames are str or bytes
-        # already, and each frame of this await chain is resumed twice per send.
-        send = websocket._send
+        # Not send_text/send_bytes: frames are str or bytes already.
+        send, send_woken = websocket._send, websocket._send_woken
 
         def overflow() -> SubscriberOverflow:
             return SubscriberOverflow(f"member {websocket!r}", outbox.max_backlog)
@@ -389,15 +388,19 @@ class ConnectionHub:
                 # The previous send has yielded already; take the next frame without
                 # another scheduling round, and park only when the outbox is empty.
                 frame = outbox.get_nowait()
+                write = send
             else:
                 try:
                     frame = await outbox.get(overflow)
                 except (trio.EndOfChannel, SubscriberOverflow):
                     return
+                # Woken for this frame: a write the kernel takes at once needs
+                # no second trip through the scheduler.
+                write = send_woken
             if websocket.application_state is not WebSocketState.CONNECTED:
                 return  # the handler closed it; nothing more can be sent
             try:
-                await send(frame)
+                await write(frame)
             except WebSocketDisconnect:
                 return
 

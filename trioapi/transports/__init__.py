@@ -1,8 +1,8 @@
 """The small interface between a ``WebSocket`` and whatever moves its frames.
 
 Two transports implement it: ``ASGITransport`` (any ASGI server, hypercorn's
-trio worker in particular) and ``NativeTransport`` (trio-websocket, trioapi's own
-accept loop). ``WebSocket`` only ever talks to this interface, so the same
+trio worker in particular) and ``NativeTransport`` (trioapi's own accept loop,
+wsproto driven from the handler's task). ``WebSocket`` only ever talks to this interface, so the same
 handler code runs on both, in the way hypercorn keeps its sans-I/O protocol apart
 from its I/O backends.
 """
@@ -43,6 +43,9 @@ class WebSocketTransport(Protocol):
 
     async def send(self, message: str | bytes) -> None:
         """Send one message as a text (``str``) or binary (``bytes``) frame."""
+
+    async def send_eager(self, message: str | bytes) -> None:
+        """``send``, for a task just woken to send ``message``: it may skip the yield after a write."""
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame; before ``accept`` this refuses the handshake (HTTP 403)."""

@@ -62,6 +62,9 @@ class ASGITransport:
         except OSError as exc:
             raise PeerClosed(1006, "") from exc
 
+    #: An ASGI server's ``send`` decides when to yield; nothing to skip here.
+    send_eager = send
+
     async def close(self, code: int, reason: str) -> None:
         """Send ``websocket.close`` (a 403 refusal when not yet accepted)."""
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import struct
 from collections import deque
 from http import HTTPStatus
@@ -137,6 +138,7 @@ class NativeTransport:
         "_parts_size",
         "_pong",
         "_queue_size",
+        "_raw",
         "_reader",
         "_receives",
         "_request",
@@ -153,6 +155,7 @@ class NativeTransport:
 
     def __init__(
         self,
+        raw: socket.socket,
         sock: trio.socket.SocketType,
         handshake: H11Handshake,
         request: Request,
@@ -160,6 +163,9 @@ class NativeTransport:
         trailing: bytes,
         config: NativeConfig,
     ) -> None:
+        # One socket seen two ways: trio's for waiting, the plain one for a write
+        # that needs no waiting (send_eager).
+        self._raw = raw
         self._sock = sock
         self._handshake = handshake
         self._request = request
@@ -407,6 +413,32 @@ class NativeTransport:
         else:
             await self._write(_frame(0x2, message))  # type: ignore[arg-type]
 
+    async def send_eager(self, message: str | bytes) -> None:
+        """``send`` for a task that was just woken to send ``message`` (a hub's sender).
+
+        That task has been through a schedule point already, so a frame the
+        kernel takes whole goes out without another; only a frame that has to
+        wait for the peer yields. ``send`` yields after every frame, as every
+        Trio I/O call does.
+        """
+        if self._writing or self._broken or self._ws is None or self._ws.state is not _OPEN:
+            await self.send(message)  # waits its turn, or raises the right PeerClosed
+            return
+        data = _frame(0x1, message.encode()) if type(message) is str else _frame(0x2, message)  # type: ignore[arg-type]
+        self._writing = True
+        try:
+            try:
+                sent = self._raw.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._set_gone(1006, "")
+                raise PeerClosed(1006, "") from None
+            if sent < len(data):
+                await self._send_all(data, sent)
+        finally:
+            self._next_turn()
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame (before accept: refuse with 403, as hypercorn does)."""
         if self._ws is None:
@@ -472,10 +504,11 @@ class NativeTransport:
         finally:
             self._next_turn()
 
-    async def _send_all(self, data: bytes) -> None:
-        sent = 0
+    async def _send_all(self, data: bytes, sent: int = 0) -> None:
+        """Write ``data[sent:]``; a cancellation after part of a frame went out breaks the connection."""
         try:
-            sent = await self._sock.send(data)
+            if not sent:
+                sent = await self._sock.send(data)
             if sent < len(data):
                 with memoryview(data) as view:
                     while sent < len(data):
@@ -571,7 +604,9 @@ def _is_upgrade(head: bytes) -> bool:
     return False
 
 
-async def _read_request(stream: trio.SocketStream, config: NativeConfig) -> NativeTransport | None:
+async def _read_request(
+    raw: socket.socket, stream: trio.SocketStream, config: NativeConfig
+) -> NativeTransport | None:
     """Read the upgrade request; answer anything else (plain HTTP, bad requests) and return ``None``."""
     buffer = b""
     while (end := buffer.find(b"\r\n\r\n")) < 0:
@@ -599,7 +634,7 @@ async def _read_request(stream: trio.SocketStream, config: NativeConfig) -> Nati
     if not isinstance(event, Request):
         await stream.send_all(_plain_response(400, "Bad Request", b"Not a WebSocket handshake\n"))
         return None
-    return NativeTransport(stream.socket, handshake, event, head[:-4], trailing, config)
+    return NativeTransport(raw, stream.socket, handshake, event, head[:-4], trailing, config)
 
 
 class Supervisor:
@@ -666,17 +701,18 @@ async def handle_native_stream(
     config: NativeConfig,
     state: dict[str, Any],
     supervisor: Supervisor,
-    stream: trio.SocketStream,
+    raw: socket.socket,
 ) -> None:
-    """Serve one TCP connection: handshake, then the app's handler; never raises.
+    """Serve one accepted TCP connection: handshake, then the app's handler; never raises.
 
     Its frame stays alive as long as the connection does, so it is kept to one
     (the handshake runs in a helper that has returned by then).
     """
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
     try:
         transport = None
         with trio.move_on_after(config.handshake_timeout) as handshake:
-            transport = await _read_request(stream, config)
+            transport = await _read_request(raw, stream, config)
         if handshake.cancelled_caught:
             logger.debug("Handshake not completed within %ss", config.handshake_timeout)
         if transport is not None:

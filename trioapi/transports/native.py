@@ -617,6 +617,9 @@ async def _read_request(
         if not chunk:
             raise ValueError("connection closed before the request head ended")
         buffer += chunk
+    if end > MAX_REQUEST_HEAD:
+        await stream.send_all(_HEAD_TOO_LARGE)
+        return None
     head, trailing = buffer[: end + 4], buffer[end + 4 :]
     if not _is_upgrade(head):
         await stream.send_all(_UPGRADE_REQUIRED)

@@ -26,6 +26,8 @@ import logging
 import socket
 import struct
 from collections import deque
+from collections.abc import Awaitable, Callable
+from functools import partial
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
@@ -247,7 +249,12 @@ class NativeTransport:
             data += self._handshake.send(RejectData(data=body))
         else:
             data = self._handshake.send(RejectConnection(status_code=status, headers=headers))
-        await self._write_bytes(data)
+        await self._refuse(data)
+
+    async def _refuse(self, response: bytes) -> None:
+        """Write a refusal; a client that has already gone needs none."""
+        with contextlib.suppress(PeerClosed):
+            await self._write_bytes(response)
 
     # -- receiving -------------------------------------------------------------
 
@@ -442,7 +449,7 @@ class NativeTransport:
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame (before accept: refuse with 403, as hypercorn does)."""
         if self._ws is None:
-            await self._write_bytes(self._handshake.send(RejectConnection(status_code=403)))
+            await self._refuse(self._handshake.send(RejectConnection(status_code=403)))
             return
         if self._ws.state is _OPEN or self._ws.state is _REMOTE_CLOSING:
             await self._write(CloseConnection(code=code, reason=reason or None))
@@ -678,9 +685,9 @@ class Supervisor:
                     if transport.overdue_close(now):
                         transport.abort()
                     elif transport.wants_stand_in():
-                        tasks.start_soon(transport.read_for_idle_handler)
+                        tasks.start_soon(_guarded, transport.read_for_idle_handler, transport)
                     if ping:
-                        tasks.start_soon(self._ping, transport)
+                        tasks.start_soon(_guarded, partial(self._ping, transport), transport)
                 if ping and interval is not None:
                     next_ping = now + interval
 
@@ -697,6 +704,15 @@ class Supervisor:
                 "WebSocket peer did not answer a ping within %ss; dropping it", self._config.ping_timeout
             )
             transport.abort()
+
+
+async def _guarded(fn: Callable[[], Awaitable[None]], transport: NativeTransport) -> None:
+    """Run one connection's chore in the supervisor's nursery: a bug drops that connection, not the server."""
+    try:
+        await fn()
+    except Exception:
+        logger.exception("Unexpected error while looking after a connection; dropping it")
+        transport.abort()
 
 
 async def handle_native_stream(

@@ -273,15 +273,41 @@ class NativeTransport:
                 continue
             self._reader = _HANDLER
             try:
-                data = await self._sock.recv(self._buffer_size)
-            except (OSError, trio.ClosedResourceError):
-                data = b""
+                data = await self._read()
             finally:
                 self._reader = 0
             replies = self._absorb(data)
             if replies:
                 await self._send_control(replies)
         return inbox.popleft()
+
+    async def _read(self) -> bytes:
+        """The next bytes from the socket, ``b""`` once it has ended or broken.
+
+        As ``trio.SocketStream.receive_some`` does, without its layers per call:
+        try at once (a busy server usually finds the next message there already;
+        waiting for readiness first measured slower), and wait only if nothing
+        is there. Once bytes are read nothing can cancel their return, so
+        nothing read is lost.
+        """
+        raw = self._raw
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                data = raw.recv(self._buffer_size)
+            except BlockingIOError:
+                pass
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
+            while True:
+                await trio.lowlevel.wait_readable(raw)
+                try:
+                    return raw.recv(self._buffer_size)
+                except BlockingIOError:  # woken for nothing after all
+                    pass
+        except (OSError, trio.ClosedResourceError):
+            return b""
 
     def _absorb(self, data: bytes) -> list[Event] | None:
         """Feed ``data`` (``b""`` at end of stream) to wsproto; keep messages, return frames to send back.
@@ -394,10 +420,7 @@ class NativeTransport:
             while self._waiter is None and self._gone is None and len(self._inbox) < self._queue_size:
                 with trio.CancelScope() as scope:
                     self._stand_in_scope = scope
-                    try:
-                        data = await self._sock.recv(self._buffer_size)
-                    except (OSError, trio.ClosedResourceError):
-                        data = b""
+                    data = await self._read()
                 self._stand_in_scope = None
                 if scope.cancelled_caught:
                     break  # the handler is back
@@ -512,14 +535,28 @@ class NativeTransport:
             self._next_turn()
 
     async def _send_all(self, data: bytes, sent: int = 0) -> None:
-        """Write ``data[sent:]``; a cancellation after part of a frame went out breaks the connection."""
+        """Write ``data[sent:]``; a cancellation after part of a frame went out breaks the connection.
+
+        A checkpoint before, a cancel-shielded one after, as every Trio send has
+        (and as ``trio.SocketStream`` would do, without its layers per call).
+        """
+        raw = self._raw
         try:
             if not sent:
-                sent = await self._sock.send(data)
-            if sent < len(data):
-                with memoryview(data) as view:
-                    while sent < len(data):
-                        sent += await self._sock.send(view[sent:])
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    sent = raw.send(data)
+                except BlockingIOError:
+                    pass
+                else:
+                    if sent == len(data):
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        return
+            with memoryview(data) as view:
+                while sent < len(data):
+                    await trio.lowlevel.wait_writable(raw)
+                    with contextlib.suppress(BlockingIOError):
+                        sent += raw.send(view[sent:])
         except (OSError, trio.ClosedResourceError):
             self._set_gone(1006, "")
             raise PeerClosed(1006, "") from None
@@ -573,10 +610,7 @@ class NativeTransport:
             with contextlib.suppress(PeerClosed):
                 await self._write(CloseConnection(code=self._gone[0]), control=True)
         while ws.state is _LOCAL_CLOSING and not self._corrupt:
-            try:
-                data = await self._sock.recv(self._buffer_size)
-            except (OSError, trio.ClosedResourceError):
-                return
+            data = await self._read()
             if not data:
                 return
             self._inbox.clear()

@@ -251,7 +251,7 @@ async def test_a_send_cancelled_half_way_drops_the_connection_instead_of_corrupt
             opcode, _ = struct.unpack("!BB", await client._need(2))
             assert opcode == 0x82
             with pytest.raises(EOFError):
-                while True:
+                for _ in range(64):  # 50 MB would be 48 of these: the frame never ends
                     await client._need(1 << 20)
     assert outcome == ["cancelled", "disconnect 1006"]
 

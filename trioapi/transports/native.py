@@ -145,7 +145,6 @@ class NativeTransport:
         "_receives",
         "_request",
         "_seen_receives",
-        "_sock",
         "_stand_in_scope",
         "_trailing",
         "_waiter",
@@ -158,18 +157,17 @@ class NativeTransport:
     def __init__(
         self,
         raw: socket.socket,
-        sock: trio.socket.SocketType,
         handshake: H11Handshake,
         request: Request,
         head: bytes,
         trailing: bytes,
         config: NativeConfig,
     ) -> None:
-        # One socket seen two ways: trio's for waiting, the plain one for a write
-        # that needs no waiting (send_eager).
+        # The plain socket, non-blocking (trio made it so): read and written
+        # directly, with trio.lowlevel's waits when it is not ready.
         self._raw = raw
-        self._sock = sock
-        self._handshake = handshake
+        # Until accept (or a refusal): then only the wsproto Connection is kept.
+        self._handshake: H11Handshake | None = handshake
         self._request = request
         self._head = head
         self._trailing = trailing
@@ -210,6 +208,7 @@ class NativeTransport:
             name, colon, value = line.partition(b":")
             if colon:
                 headers.append((name.strip().lower(), value.strip()))
+        self._head = b""  # the scope has the headers now
         scope: Scope = {
             "type": "websocket",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -225,16 +224,18 @@ class NativeTransport:
             "extensions": {"websocket.http.response": {}},
         }
         try:
-            scope["client"] = tuple(self._sock.getpeername()[:2])
-            scope["server"] = tuple(self._sock.getsockname()[:2])
+            scope["client"] = tuple(self._raw.getpeername()[:2])
+            scope["server"] = tuple(self._raw.getsockname()[:2])
         except OSError:  # the peer has already gone; the handler will find out
             pass
         return scope
 
     async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         """Send the 101 response."""
+        assert self._handshake is not None
         response = self._handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=headers))
         self._ws = self._handshake.connection
+        self._handshake = None  # its h11 state is no longer needed: every open connection would keep it
         if self._trailing:  # frames the client sent without waiting for the 101
             self._absorb(self._trailing)
             self._trailing = b""
@@ -242,6 +243,7 @@ class NativeTransport:
 
     async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """Refuse the handshake with an HTTP response."""
+        assert self._handshake is not None
         headers = [(name, value) for name, value in headers if name.lower() != b"content-length"]
         if body:
             headers.append((b"content-length", str(len(body)).encode()))
@@ -472,6 +474,7 @@ class NativeTransport:
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame (before accept: refuse with 403, as hypercorn does)."""
         if self._ws is None:
+            assert self._handshake is not None
             await self._refuse(self._handshake.send(RejectConnection(status_code=403)))
             return
         if self._ws.state is _OPEN or self._ws.state is _REMOTE_CLOSING:
@@ -581,7 +584,8 @@ class NativeTransport:
         """Drop the TCP connection: readers and writers see a broken connection (1006)."""
         self._broken = True
         self._set_gone(1006, "")
-        self._sock.close()
+        trio.lowlevel.notify_closing(self._raw)  # wakes a reader or writer waiting on it
+        self._raw.close()
 
     # -- the end ---------------------------------------------------------------
 
@@ -678,7 +682,7 @@ async def _read_request(
     if not isinstance(event, Request):
         await stream.send_all(_plain_response(400, "Bad Request", b"Not a WebSocket handshake\n"))
         return None
-    return NativeTransport(raw, stream.socket, handshake, event, head[:-4], trailing, config)
+    return NativeTransport(raw, handshake, event, head[:-4], trailing, config)
 
 
 class Supervisor:

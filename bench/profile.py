@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import linecache
 import re
 import shutil
 import subprocess
@@ -56,13 +57,20 @@ def parse_frame(frame: str) -> tuple[str, str]:
 
 
 SYSCALL_LEAVES = re.compile(r"_nonblocking_helper|_epoll_wait|socket\.accept|_SocketType\.(shutdown|close)")
+#: trioapi's native transport calls the plain socket itself: a leaf on such a line is a system call.
+SYSCALL_LINES = re.compile(r"\b(raw|listener)\.(recv|send|accept)\(")
 OWNED = re.compile(r"^(trioapi|bench|hypercorn|trio_websocket|wsproto|h11)/")
 
 
-def layer_of(stack: list[tuple[str, str]]) -> str:
+def is_syscall_line(frame: str) -> bool:
+    m = FRAME.match(frame)
+    return bool(m) and bool(SYSCALL_LINES.search(linecache.getline(m["file"], int(m["line"]))))
+
+
+def layer_of(stack: list[tuple[str, str]], leaf: str) -> str:
     leaf_fn = stack[-1][0]
-    if SYSCALL_LEAVES.search(leaf_fn):
-        return "socket syscalls (trio/_socket.py, epoll)"
+    if SYSCALL_LEAVES.search(leaf_fn) or is_syscall_line(leaf):
+        return "socket syscalls (trio/_socket.py, epoll, trioapi's own socket calls)"
     loop = max(
         (i for i, (fn, _) in enumerate(stack) if fn.startswith(("run (trio/", "unrolled_run"))), default=-1
     )
@@ -87,12 +95,13 @@ def summarise(raw: Path, top: int) -> str:
             continue
         stack_text, count_text = line.rsplit(" ", 1)
         n = int(count_text)
-        stack = [parse_frame(f) for f in stack_text.split(";")]
+        frames = stack_text.split(";")
+        stack = [parse_frame(f) for f in frames]
         total += n
         fn, file = stack[-1]
         self_fn[fn] += n
         self_pkg[file.split("/")[0] if "/" in file else file] += n
-        layers[layer_of(stack)] += n
+        layers[layer_of(stack, frames[-1])] += n
     out = [
         f"samples: {total}",
         "",

@@ -161,7 +161,7 @@ SERVERS: list[Server] = [
             "run",
             "bench.servers.trioapi_echo:app",
             "--server",
-            "trio-websocket",
+            "native",
             "--host",
             HOST,
             "--port",

@@ -8,7 +8,7 @@ hub can be compared with what tutorials do:
   per member); every member, the sender included, receives each message.
 
 Run:  hypercorn bench.servers.trioapi_echo:app --worker-class trio --bind 127.0.0.1:PORT
-      python -m trioapi run bench.servers.trioapi_echo:app --server trio-websocket --port PORT
+      python -m trioapi run bench.servers.trioapi_echo:app --server native --port PORT
 """
 
 from __future__ import annotations

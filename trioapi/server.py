@@ -3,7 +3,7 @@
 Two servers carry the same app and handlers:
 
 - ``"hypercorn"`` (default): hypercorn's trio worker; HTTP routes and WebSockets.
-- ``"native"``: trioapi's own accept loop, wsproto driven from each handler's
+- ``"native"``: trioapi's own accept loop, frames read in each handler's
   task; WebSockets only (plain HTTP requests get 426 Upgrade Required), no hop
   between socket and handler, and the client's real close codes.
 

@@ -2,9 +2,9 @@
 
 Two transports implement it: ``ASGITransport`` (any ASGI server, hypercorn's
 trio worker in particular) and ``NativeTransport`` (trioapi's own accept loop,
-wsproto driven from the handler's task). ``WebSocket`` only ever talks to this interface, so the same
-handler code runs on both, in the way hypercorn keeps its sans-I/O protocol apart
-from its I/O backends.
+frames read in the handler's task). ``WebSocket`` only ever talks to this
+interface, so the same handler code runs on both, in the way hypercorn keeps its
+sans-I/O protocol apart from its I/O backends.
 """
 
 from __future__ import annotations

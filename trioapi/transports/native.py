@@ -1,10 +1,11 @@
-"""The native transport: trioapi's own accept loop, wsproto driven from the handler's task.
+"""The native transport: trioapi's own accept loop, frames read in the handler's task.
 
 A handler waiting in ``receive_*`` reads its socket itself: the bytes go
-through wsproto's frame parser and the message is returned from the same task,
-without a reader task or a channel between socket and handler (trio-websocket's
-design, which costs two task switches per message). Pings and closes that
-arrive meanwhile are answered on the spot.
+through the frame parser (``_frames``; wsproto does the HTTP handshake) and the
+message is returned from the same task, without a reader task or a channel
+between socket and handler (trio-websocket's design, which costs two task
+switches per message). Pings and closes that arrive meanwhile are answered on
+the spot.
 
 A handler that is *not* receiving (it only sends, or waits on something else)
 still has its pings answered and its peer's close seen: the server's
@@ -24,33 +25,31 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import unquote
 
 import attrs
 import trio
-from wsproto.connection import SERVER, Connection, ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Ping,
-    Pong,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
+from wsproto.connection import SERVER
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.handshake import H11Handshake
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+from wsproto.utilities import RemoteProtocolError
 
 from trioapi.transports import PeerClosed
+from trioapi.transports._frames import (
+    BINARY,
+    PING,
+    PONG,
+    TEXT,
+    FrameReader,
+    ProtocolError,
+    close_frame,
+    frame,
+)
 from trioapi.websockets import WebSocket
 
 if TYPE_CHECKING:
@@ -77,10 +76,16 @@ MAX_REQUEST_HEAD = 16 * 1024
 #: A ping or close from the peer of such a handler is answered within two of these.
 IDLE_CHECK_INTERVAL = 0.5
 
-_OPEN: Final = ConnectionState.OPEN
-_LOCAL_CLOSING: Final = ConnectionState.LOCAL_CLOSING
-_REMOTE_CLOSING: Final = ConnectionState.REMOTE_CLOSING
-_CLOSED: Final = ConnectionState.CLOSED
+# The close handshake, as RFC 6455 names its states (before accept there is no state).
+_OPEN: Final = 1
+_LOCAL_CLOSING: Final = 2  # our close frame is out; the peer's answer is due
+_REMOTE_CLOSING: Final = 3  # the peer's close frame came; our answer is due
+_CLOSED: Final = 4
+
+# What a write is, for the close handshake.
+_DATA: Final = 0
+_CONTROL: Final = 1  # ping, pong: not sent once a close is under way
+_GOODBYE: Final = 2  # a close frame
 
 
 @attrs.frozen
@@ -101,23 +106,13 @@ class NativeConfig:
     message_queue_size: int = 4
 
 
-def _frame(opcode: int, payload: bytes) -> bytes:
-    """One final, unmasked frame (server to client, no extensions)."""
-    size = len(payload)
-    if size < 126:
-        return bytes((0x80 | opcode, size)) + payload
-    if size < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, size) + payload
-    return struct.pack("!BBQ", 0x80 | opcode, 127, size) + payload
-
-
 #: Who is reading a connection's socket.
 _HANDLER: Final = 1
 _STAND_IN: Final = 2
 
 
 class NativeTransport:
-    """A ``WebSocketTransport`` over one TCP socket, its frames parsed by wsproto.
+    """A ``WebSocketTransport`` over one TCP socket (wsproto for the handshake, ``_frames`` after).
 
     The socket has at most one reader: the handler inside ``receive`` (the
     usual case), or the stand-in reader the ``Supervisor`` starts while the
@@ -135,22 +130,20 @@ class NativeTransport:
         "_handshake",
         "_head",
         "_inbox",
-        "_max_size",
-        "_parts",
-        "_parts_size",
         "_pong",
         "_queue_size",
         "_raw",
         "_reader",
+        "_reader_frames",
         "_receives",
         "_request",
         "_seen_receives",
         "_stand_in_scope",
+        "_state",
         "_trailing",
         "_waiter",
         "_write_lot",
         "_writing",
-        "_ws",
         "can_deny",
     )
 
@@ -166,25 +159,22 @@ class NativeTransport:
         # The plain socket, non-blocking (trio made it so): read and written
         # directly, with trio.lowlevel's waits when it is not ready.
         self._raw = raw
-        # Until accept (or a refusal): then only the wsproto Connection is kept.
+        # Until accept (or a refusal); after it, frames are ours (trioapi.transports._frames).
         self._handshake: H11Handshake | None = handshake
         self._request = request
         self._head = head
         self._trailing = trailing
         self._buffer_size = config.receive_buffer_size
-        self._max_size = config.max_message_size
         self._queue_size = config.message_queue_size
-        self._ws: Connection | None = None
+        self._state = 0  # _OPEN once accepted
+        self._reader_frames = FrameReader(config.max_message_size)
         self._inbox: deque[str | bytes] = deque()
-        # Fragments of a message that came in several frames or reads.
-        self._parts: list[Any] = []
-        self._parts_size = 0
         # Why the conversation is over, as (code, reason), once it is: the
         # peer's close, a broken socket (1006), or a limit we enforced.
         self._gone: tuple[int, str] | None = None
         # A partial frame went out (a send cancelled half-way): nothing more can be sent.
         self._broken = False
-        # wsproto found a protocol error: nothing more can be parsed.
+        # The client broke the protocol: nothing more can be parsed.
         self._corrupt = False
         self._reader = 0
         self._receives = 0
@@ -234,12 +224,14 @@ class NativeTransport:
         """Send the 101 response."""
         assert self._handshake is not None
         response = self._handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=headers))
-        self._ws = self._handshake.connection
         self._handshake = None  # its h11 state is no longer needed: every open connection would keep it
-        if self._trailing:  # frames the client sent without waiting for the 101
-            self._absorb(self._trailing)
-            self._trailing = b""
+        self._state = _OPEN
+        trailing, self._trailing = self._trailing, b""
         await self._write_bytes(response)
+        if trailing:  # frames the client sent without waiting for the 101
+            replies = self._absorb(trailing)
+            if replies:
+                await self._send_control(replies)
 
     async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """Refuse the handshake with an HTTP response."""
@@ -311,79 +303,57 @@ class NativeTransport:
         except (OSError, trio.ClosedResourceError):
             return b""
 
-    def _absorb(self, data: bytes) -> list[Event] | None:
-        """Feed ``data`` (``b""`` at end of stream) to wsproto; keep messages, return frames to send back.
+    def _absorb(self, data: bytes) -> list[tuple[bytes, int]] | None:
+        """Parse ``data`` (``b""`` at end of stream): keep messages, return the frames to answer with.
 
         Synchronous: nothing here can be cancelled half-way, so nothing read is lost.
         """
-        ws = self._ws
-        assert ws is not None
         if not data:
-            if self._gone is None:
-                self._gone = (1006, "")
+            self._set_gone(1006, "")
+            self._state = _CLOSED
             return None
-        ws.receive_data(data)
-        replies: list[Event] | None = None
-        for event in ws.events():
-            kind = type(event)
-            if kind is TextMessage or kind is BytesMessage:
-                if self._gone is not None:
-                    continue  # after a limit we enforced: the rest is discarded
-                chunk = event.data  # type: ignore[attr-defined]
-                size = self._parts_size + len(chunk)
-                if size > self._max_size:
-                    self._parts.clear()
-                    self._parts_size = 0
-                    return self._fail(1009, "message too big")
-                if event.message_finished and not self._parts:  # type: ignore[attr-defined]
-                    self._inbox.append(chunk)
-                    continue
-                self._parts.append(chunk)
-                self._parts_size = size
-                if event.message_finished:  # type: ignore[attr-defined]
-                    self._inbox.append(("" if kind is TextMessage else b"").join(self._parts))
-                    self._parts.clear()
-                    self._parts_size = 0
-            elif kind is Ping:
-                if ws.state is _OPEN:
-                    replies = [*(replies or ()), event.response()]  # type: ignore[attr-defined]
-            elif kind is Pong:
+        try:
+            controls = self._reader_frames.feed(data, self._inbox)
+        except ProtocolError as error:
+            self._corrupt = True  # the rest of the stream cannot be parsed
+            return self._fail(error.code, error.reason)
+        if controls is None:
+            return None
+        replies: list[tuple[bytes, int]] = []
+        for opcode, payload in controls:
+            if opcode == PING:
+                if self._state == _OPEN:
+                    replies.append((frame(PONG, payload), _CONTROL))  # type: ignore[arg-type]
+            elif opcode == PONG:
                 if self._pong is not None:
                     self._pong.set()
                     self._pong = None
-            elif kind is CloseConnection:
-                close: CloseConnection = event  # type: ignore[assignment]
-                state = ws.state
-                if state is _REMOTE_CLOSING:  # the peer says goodbye: say it back
-                    self._set_gone(int(close.code), close.reason or "")
-                    return [*(replies or ()), close.response()]
-                if state is _CLOSED:  # the peer's answer to our close
-                    self._set_gone(int(close.code), close.reason or "")
-                    return replies
-                # wsproto found a protocol error (state unchanged): 1007 for
-                # invalid UTF-8, 1002 otherwise. The rest of the stream is garbage.
-                self._corrupt = True
-                return self._fail(int(close.code), "")
-        return replies
+            else:  # CLOSE, always the last
+                code, reason = cast("tuple[int, str]", payload)
+                self._set_gone(code, reason)
+                if self._state == _OPEN:  # the peer says goodbye: say it back
+                    self._state = _REMOTE_CLOSING
+                    replies.append((close_frame(code, reason), _GOODBYE))
+                else:  # the peer's answer to our close
+                    self._state = _CLOSED
+        return replies or None
 
     def _set_gone(self, code: int, reason: str) -> None:
         if self._gone is None:
             self._gone = (code, reason)
 
-    def _fail(self, code: int, reason: str) -> list[Event] | None:
+    def _fail(self, code: int, reason: str) -> list[tuple[bytes, int]] | None:
         """End the conversation for a limit or a protocol error: ``code`` to the peer and the handler."""
         self._set_gone(code, reason)
-        assert self._ws is not None
-        if self._ws.state is _OPEN:
-            self._closing_since = trio.current_time()
-            return [CloseConnection(code=code, reason=reason or None)]
+        if self._state == _OPEN:
+            return [(close_frame(code, reason), _GOODBYE)]
         return None
 
-    async def _send_control(self, replies: list[Event]) -> None:
+    async def _send_control(self, replies: list[tuple[bytes, int]]) -> None:
         """Send pongs and close frames; a cancellation while waiting for our turn loses only a pong."""
-        for reply in replies:
+        for data, kind in replies:
             try:
-                await self._write(reply, control=True)
+                await self._write(data, kind, shielded=True)
             except PeerClosed:
                 return
 
@@ -408,7 +378,7 @@ class NativeTransport:
         return (
             idle
             and not self._reader
-            and self._ws is not None
+            and self._state == _OPEN
             and self._gone is None
             and len(self._inbox) < self._queue_size
         )
@@ -441,9 +411,9 @@ class NativeTransport:
     async def send(self, message: str | bytes) -> None:
         """Send one message as a text or binary frame."""
         if type(message) is str:
-            await self._write(_frame(0x1, message.encode()))
+            await self._write(frame(TEXT, message.encode()))
         else:
-            await self._write(_frame(0x2, message))  # type: ignore[arg-type]
+            await self._write(frame(BINARY, message))  # type: ignore[arg-type]
 
     async def send_eager(self, message: str | bytes) -> None:
         """``send`` for a task that was just woken to send ``message`` (a hub's sender).
@@ -453,10 +423,10 @@ class NativeTransport:
         wait for the peer yields. ``send`` yields after every frame, as every
         Trio I/O call does.
         """
-        if self._writing or self._broken or self._ws is None or self._ws.state is not _OPEN:
+        if self._writing or self._broken or self._state != _OPEN:
             await self.send(message)  # waits its turn, or raises the right PeerClosed
             return
-        data = _frame(0x1, message.encode()) if type(message) is str else _frame(0x2, message)  # type: ignore[arg-type]
+        data = frame(TEXT, message.encode()) if type(message) is str else frame(BINARY, message)  # type: ignore[arg-type]
         self._writing = True
         try:
             try:
@@ -473,49 +443,50 @@ class NativeTransport:
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame (before accept: refuse with 403, as hypercorn does)."""
-        if self._ws is None:
+        if not self._state:
             assert self._handshake is not None
             await self._refuse(self._handshake.send(RejectConnection(status_code=403)))
             return
-        if self._ws.state is _OPEN or self._ws.state is _REMOTE_CLOSING:
-            await self._write(CloseConnection(code=code, reason=reason or None))
+        await self._write(close_frame(code, reason), _GOODBYE)
 
     async def ping(self) -> None:
         """Send a ping and wait for the pong (any pong: they answer in order)."""
         pong = self._pong
         if pong is None:
             pong = self._pong = trio.Event()
-            await self._write(Ping())
+            await self._write(frame(PING, b""), _CONTROL)
         await pong.wait()
 
-    async def _write(self, frame: bytes | Event, *, control: bool = False) -> None:
-        """Write a frame: ready bytes, or a wsproto control event turned into bytes in turn.
+    async def _write(self, data: bytes, kind: int = _DATA, *, shielded: bool = False) -> None:
+        """Write a frame in turn, keeping the close handshake's state.
 
-        A ``control`` frame is written shielded (a reader must not be cancelled
-        half-way through a pong) and within ``CLOSE_HANDSHAKE_TIMEOUT``: a peer
-        that reads nothing for that long is dropped.
+        A data frame after a close raises ``PeerClosed``; a ping or pong then is
+        not sent; a close frame is sent once. A ``shielded`` write (a reader's
+        pong or close answer: it must not be cancelled half-way) has
+        ``CLOSE_HANDSHAKE_TIMEOUT``: a peer that reads nothing for that long is
+        dropped.
         """
         if self._writing:
             await self._wait_turn()
         else:
             self._writing = True
         try:
-            ws = self._ws
-            assert ws is not None
             if self._broken:
                 raise PeerClosed(1006, "")
-            if type(frame) is bytes:
-                if ws.state is not _OPEN:
-                    raise PeerClosed(*(self._gone or (1006, "")))
-                data = frame
-            else:
-                try:
-                    data = ws.send(frame)  # type: ignore[arg-type]
-                except LocalProtocolError:
-                    raise PeerClosed(*(self._gone or (1006, ""))) from None
-                if type(frame) is CloseConnection and self._closing_since is None:
+            state = self._state
+            if kind == _GOODBYE:
+                if state == _OPEN:
+                    self._state = _LOCAL_CLOSING
                     self._closing_since = trio.current_time()
-            if control:
+                elif state == _REMOTE_CLOSING:
+                    self._state = _CLOSED
+                else:
+                    return  # our close frame is out already
+            elif state != _OPEN:
+                if kind == _DATA:
+                    raise PeerClosed(*(self._gone or (1006, "")))
+                return
+            if shielded:
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
                     await self._send_all(data)
@@ -596,7 +567,7 @@ class NativeTransport:
 
     def is_open(self) -> bool:
         """Whether the handshake is done and neither side has ended the conversation."""
-        return self._ws is not None and self._gone is None
+        return self._state == _OPEN and self._gone is None
 
     def abort(self) -> None:
         """Drop the connection now (a dead peer)."""
@@ -606,14 +577,13 @@ class NativeTransport:
         """After the handler: read until the peer answers our close frame (the caller bounds it)."""
         while self._reader:
             await self._take_over_from_stand_in()
-        ws = self._ws
-        if ws is None or self._broken:
+        if not self._state or self._broken:
             return
-        if ws.state is _REMOTE_CLOSING and self._gone is not None:
+        if self._state == _REMOTE_CLOSING and self._gone is not None:
             # The reader was cancelled between the peer's close and our answer.
             with contextlib.suppress(PeerClosed):
-                await self._write(CloseConnection(code=self._gone[0]), control=True)
-        while ws.state is _LOCAL_CLOSING and not self._corrupt:
+                await self._write(close_frame(*self._gone), _GOODBYE, shielded=True)
+        while self._state == _LOCAL_CLOSING and not self._corrupt:
             data = await self._read()
             if not data:
                 return

@@ -105,7 +105,6 @@ class FrameReader:
 
     __slots__ = (
         "_buffer",
-        "_byte_limit",
         "_chars",
         "_decoder",
         "_done",
@@ -113,13 +112,14 @@ class FrameReader:
         "_opcode",
         "_parts",
         "_size",
+        "_text_bytes",
     )
 
     def __init__(self, max_size: int) -> None:
         #: The longest message: characters for text, bytes for binary.
         self._max_size = max_size
-        # In bytes, by opcode: a text of max_size characters may take 4 bytes each.
-        self._byte_limit = {TEXT: 4 * max_size, BINARY: max_size}
+        # A text of max_size characters may take 4 bytes each: its limit in bytes.
+        self._text_bytes = 4 * max_size
         # Bytes of a frame that has not fully arrived yet.
         self._buffer = bytearray()
         # The message being assembled from fragments: its opcode (0: none), parts and sizes.
@@ -177,7 +177,7 @@ class FrameReader:
                 elif (opcode == CONTINUATION) is not bool(self._opcode):
                     raise ProtocolError(1002, "")  # a continuation of nothing, or a message inside one
                 elif self._size + length > (
-                    self._max_size if (opcode or self._opcode) == BINARY else 4 * self._max_size
+                    self._max_size if (opcode or self._opcode) == BINARY else self._text_bytes
                 ):
                     raise ProtocolError(1009, "message too big")  # known before its payload arrives
                 if end - start < length:

@@ -408,3 +408,35 @@ async def test_closing_while_the_client_still_sends_keeps_the_close_code() -> No
                         await trio.sleep(0.01)
                     await ws.get_message()
     assert info.value.reason.code == 4003
+
+
+async def test_hub_frames_written_at_once_never_cut_into_the_handlers_own_sends() -> None:
+    app = TrioAPI()
+    hub = ConnectionHub(max_backlog=1000)
+    joined = trio.Event()
+
+    @app.websocket("/member")
+    async def member(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await hub.join("r", websocket)
+        joined.set()
+        for n in range(300):
+            await websocket.send_text(f"own {n} " + "o" * (n * 37 % 3000))
+        await websocket.wait_disconnected()
+
+    @app.websocket("/publisher")
+    async def publisher(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await joined.wait()
+        for n in range(300):
+            await hub.broadcast("r", f"hub {n} " + "h" * (n * 53 % 3000))
+        await websocket.wait_disconnected()
+
+    async with native(app) as port:
+        with trio.fail_after(TIMEOUT):
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/member") as ws:
+                async with open_websocket_url(f"ws://127.0.0.1:{port}/publisher"):
+                    got = [await ws.get_message() for _ in range(600)]
+    for source, size in (("own", 37), ("hub", 53)):
+        mine = [m for m in got if isinstance(m, str) and m.startswith(source)]
+        assert mine == [f"{source} {n} " + source[0] * (n * size % 3000) for n in range(300)]

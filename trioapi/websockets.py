@@ -436,6 +436,12 @@ class WebSocket(HTTPConnection):
             self._on_peer_closed(exc)
             raise self._disconnect() from None
 
+    def _write_now(self, message: str | bytes) -> bool:
+        """Send ``message`` without waiting if the transport can (``write_now``); ``False`` if not sent."""
+        if self.application_state is not WebSocketState.CONNECTED or self._going_away is not None:
+            return False
+        return self._transport.write_now(message)
+
     async def _send_woken(self, message: str | bytes) -> None:
         """``_send`` for a task woken to send ``message`` (``ConnectionHub``'s sender): see ``send_eager``."""
         self._check_can_send()

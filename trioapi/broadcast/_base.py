@@ -156,6 +156,11 @@ class Backlog(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def idle(self) -> bool:
+        """Whether the consumer is waiting with nothing in hand: an item now would be the next it sees."""
+        return self._waiter is not None and not self._items
+
     def put(self, item: T) -> bool:
         """Add ``item`` without waiting; return ``False`` if the consumer is cut off or closed."""
         items = self._items

@@ -103,7 +103,12 @@ class Member:
         return self._outbox.overflowed
 
     def _put(self, frame: Frame) -> None:
-        if not self._outbox.put(frame) and self._outbox.overflowed:
+        outbox = self._outbox
+        # A sender waiting with nothing in hand would write this frame next: on a
+        # transport that can, write it now, with no task switch per member.
+        if outbox.idle and self.websocket._write_now(frame):
+            return
+        if not outbox.put(frame) and outbox.overflowed:
             self._scope.cancel()
 
     def __repr__(self) -> str:

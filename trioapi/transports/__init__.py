@@ -44,6 +44,9 @@ class WebSocketTransport(Protocol):
     async def send(self, message: str | bytes) -> None:
         """Send one message as a text (``str``) or binary (``bytes``) frame."""
 
+    def write_now(self, message: str | bytes) -> bool:
+        """Send ``message`` without waiting, if possible now; ``False`` (and nothing sent) if not."""
+
     async def send_eager(self, message: str | bytes) -> None:
         """``send``, for a task just woken to send ``message``: it may skip the yield after a write."""
 

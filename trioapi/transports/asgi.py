@@ -65,6 +65,10 @@ class ASGITransport:
     #: An ASGI server's ``send`` decides when to yield; nothing to skip here.
     send_eager = send
 
+    def write_now(self, message: str | bytes) -> bool:
+        """An ASGI send is a coroutine: never written at once."""
+        return False
+
     async def close(self, code: int, reason: str) -> None:
         """Send ``websocket.close`` (a 403 refusal when not yet accepted)."""
         try:

@@ -140,6 +140,7 @@ class NativeTransport:
         "_seen_receives",
         "_stand_in_scope",
         "_state",
+        "_supervisor",
         "_trailing",
         "_waiter",
         "_write_lot",
@@ -185,6 +186,8 @@ class NativeTransport:
         self._write_lot: trio.lowlevel.ParkingLot | None = None
         self._pong: trio.Event | None = None
         self._closing_since: float | None = None
+        # Set by handle_native_stream: finishes a frame write_now could only start.
+        self._supervisor: Supervisor | None = None
         self.can_deny = True
 
     # -- the handshake ---------------------------------------------------------
@@ -441,6 +444,40 @@ class NativeTransport:
         finally:
             self._next_turn()
 
+    def write_now(self, message: str | bytes) -> bool:
+        """Write ``message`` at once, from any task, if the connection is open and nobody is writing.
+
+        For a fan-out to many waiting connections from one task (``ConnectionHub``):
+        no task switch per connection. ``False``, with nothing written, if it
+        cannot be done now (the caller queues the message instead). A frame the
+        kernel takes only part of is finished by a task of the supervisor, which
+        holds the turn meanwhile, so nothing comes between its parts.
+        """
+        supervisor = self._supervisor
+        if self._writing or self._broken or self._state != _OPEN or supervisor is None:
+            return False
+        data = frame(TEXT, message.encode()) if type(message) is str else frame(BINARY, message)  # type: ignore[arg-type]
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self._set_gone(1006, "")
+            return False
+        if sent < len(data):
+            self._writing = True
+            supervisor.finish_write(self, data, sent)
+        return True
+
+    async def finish_write(self, data: bytes, sent: int) -> None:
+        """Write the rest of a frame ``write_now`` started, then hand the turn on."""
+        try:
+            await self._send_all(data, sent)
+        except PeerClosed:
+            pass
+        finally:
+            self._next_turn()
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame (before accept: refuse with 403, as hypercorn does)."""
         if not self._state:
@@ -671,20 +708,32 @@ class Supervisor:
     def __init__(self, config: NativeConfig) -> None:
         self._config = config
         self._transports: set[NativeTransport] = set()
+        self._tasks: trio.Nursery | None = None
 
     def watch(self, transport: NativeTransport) -> None:
         """Look after ``transport`` until ``forget``."""
         self._transports.add(transport)
+        transport._supervisor = self
+
+    def finish_write(self, transport: NativeTransport, data: bytes, sent: int) -> None:
+        """Write the rest of ``data`` to ``transport`` in a task of ours (see ``write_now``)."""
+        if self._tasks is None:  # not running: nothing should be served
+            transport.abort()
+            transport._next_turn()
+            return
+        self._tasks.start_soon(_guarded, partial(transport.finish_write, data, sent), transport)
 
     def forget(self, transport: NativeTransport) -> None:
         """Stop looking after ``transport``: its handler has finished."""
         self._transports.discard(transport)
+        transport._supervisor = None
 
     async def run(self) -> None:
         """Look after every watched connection; runs until cancelled."""
         interval = self._config.ping_interval
         next_ping = trio.current_time() + interval if interval is not None else None
         async with trio.open_nursery() as tasks:
+            self._tasks = tasks
             while True:
                 await trio.sleep(IDLE_CHECK_INTERVAL)
                 now = trio.current_time()

@@ -7,7 +7,9 @@ clients of one worker process are reached. Here:
 
 * Each member (one WebSocket) has a bounded **outbox** and a **sender task**,
   started with ``websocket.start_soon`` so it lives and dies with the connection.
-  ``broadcast`` only enqueues into outboxes; it never awaits a socket.
+  ``broadcast`` never awaits a socket: it enqueues into outboxes, or, on the
+  native transport, writes at once to a member whose sender waits with nothing
+  in hand when its socket takes the frame without waiting (``write_now``).
 * A full outbox applies the member's ``OverflowPolicy`` at once: drop the oldest
   frame, drop the new one, or (the default) cut the member off and close its
   WebSocket with **1013 Try Again Later**.
@@ -337,8 +339,9 @@ class ConnectionHub:
     async def broadcast(self, room: str, message: Message) -> None:
         """Queue ``message`` for every member of ``room`` (in every process, given a ``Broadcast``).
 
-        Only enqueues: it never waits for a member's socket and never raises
-        because a member has gone. With a Redis ``Broadcast`` it raises
+        It never waits for a member's socket (a frame goes to the member's
+        outbox, or, on the native transport, out at once when its socket takes
+        it without waiting) and never raises because a member has gone. With a Redis ``Broadcast`` it raises
         ``BackendUnavailable`` while Redis is down. ``str`` goes out as a text
         frame, ``bytes`` as binary, anything else as JSON text (encoded once, not
         once per member).

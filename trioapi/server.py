@@ -230,8 +230,9 @@ async def _accept_loop(
     """Accept connections on ``listener`` and start ``handler`` for each, until cancelled.
 
     On plain sockets rather than ``trio.SocketListener``: the native transport
-    keeps each connection's plain socket, to write a frame at once when it can
-    (see ``NativeTransport.send``).
+    keeps each connection's plain socket, to read and write it without trio's
+    socket layers and to write a frame at once when it can
+    (``NativeTransport.write_now``).
     """
     listener.setblocking(False)
     while True:

@@ -341,8 +341,8 @@ class ConnectionHub:
 
         It never waits for a member's socket (a frame goes to the member's
         outbox, or, on the native transport, out at once when its socket takes
-        it without waiting) and never raises because a member has gone. With a Redis ``Broadcast`` it raises
-        ``BackendUnavailable`` while Redis is down. ``str`` goes out as a text
+        it without waiting) and never raises because a member has gone. With a
+        Redis ``Broadcast`` it raises ``BackendUnavailable`` while Redis is down. ``str`` goes out as a text
         frame, ``bytes`` as binary, anything else as JSON text (encoded once, not
         once per member).
         """

@@ -442,15 +442,6 @@ class WebSocket(HTTPConnection):
             return False
         return self._transport.write_now(message)
 
-    async def _send_woken(self, message: str | bytes) -> None:
-        """``_send`` for a task woken to send ``message`` (``ConnectionHub``'s sender): see ``send_eager``."""
-        self._check_can_send()
-        try:
-            await self._transport.send_eager(message)
-        except PeerClosed as exc:
-            self._on_peer_closed(exc)
-            raise self._disconnect() from None
-
     async def send_text(self, data: str) -> None:
         """Send ``data`` as a text frame."""
         if type(data) is not str:

@@ -386,7 +386,7 @@ class ConnectionHub:
     async def _send_all(member: Member) -> None:
         websocket, outbox = member.websocket, member._outbox
         # Not send_text/send_bytes: frames are str or bytes already.
-        send, send_woken = websocket._send, websocket._send_woken
+        send, write_now = websocket._send, websocket._write_now
 
         def overflow() -> SubscriberOverflow:
             return SubscriberOverflow(f"member {websocket!r}", outbox.max_backlog)
@@ -396,19 +396,21 @@ class ConnectionHub:
                 # The previous send has yielded already; take the next frame without
                 # another scheduling round, and park only when the outbox is empty.
                 frame = outbox.get_nowait()
-                write = send
+                woken = False
             else:
                 try:
                     frame = await outbox.get(overflow)
                 except (trio.EndOfChannel, SubscriberOverflow):
                     return
-                # Woken for this frame: a write the kernel takes at once needs
-                # no second trip through the scheduler.
-                write = send_woken
+                woken = True
             if websocket.application_state is not WebSocketState.CONNECTED:
                 return  # the handler closed it; nothing more can be sent
+            # Woken for this frame, the task has been through the scheduler already:
+            # a frame the socket takes at once needs no second trip (write_now).
+            if woken and write_now(frame):
+                continue
             try:
-                await write(frame)
+                await send(frame)
             except WebSocketDisconnect:
                 return
 

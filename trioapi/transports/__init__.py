@@ -47,9 +47,6 @@ class WebSocketTransport(Protocol):
     def write_now(self, message: str | bytes) -> bool:
         """Send ``message`` without waiting, if possible now; ``False`` (and nothing sent) if not."""
 
-    async def send_eager(self, message: str | bytes) -> None:
-        """``send``, for a task just woken to send ``message``: it may skip the yield after a write."""
-
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame; before ``accept`` this refuses the handshake (HTTP 403)."""
 

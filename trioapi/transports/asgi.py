@@ -62,9 +62,6 @@ class ASGITransport:
         except OSError as exc:
             raise PeerClosed(1006, "") from exc
 
-    #: An ASGI server's ``send`` decides when to yield; nothing to skip here.
-    send_eager = send
-
     def write_now(self, message: str | bytes) -> bool:
         """An ASGI send is a coroutine: never written at once."""
         return False

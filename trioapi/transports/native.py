@@ -418,32 +418,6 @@ class NativeTransport:
         else:
             await self._write(frame(BINARY, message))  # type: ignore[arg-type]
 
-    async def send_eager(self, message: str | bytes) -> None:
-        """``send`` for a task that was just woken to send ``message`` (a hub's sender).
-
-        That task has been through a schedule point already, so a frame the
-        kernel takes whole goes out without another; only a frame that has to
-        wait for the peer yields. ``send`` yields after every frame, as every
-        Trio I/O call does.
-        """
-        if self._writing or self._broken or self._state != _OPEN:
-            await self.send(message)  # waits its turn, or raises the right PeerClosed
-            return
-        data = frame(TEXT, message.encode()) if type(message) is str else frame(BINARY, message)  # type: ignore[arg-type]
-        self._writing = True
-        try:
-            try:
-                sent = self._raw.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._set_gone(1006, "")
-                raise PeerClosed(1006, "") from None
-            if sent < len(data):
-                await self._send_all(data, sent)
-        finally:
-            self._next_turn()
-
     def write_now(self, message: str | bytes) -> bool:
         """Write ``message`` at once, from any task, if the connection is open and nobody is writing.
 

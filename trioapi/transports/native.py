@@ -86,6 +86,7 @@ _CLOSED: Final = 4
 _DATA: Final = 0
 _CONTROL: Final = 1  # ping, pong: not sent once a close is under way
 _GOODBYE: Final = 2  # a close frame
+_HANDSHAKE: Final = 3  # the 101 or a refusal, before there is a state
 
 
 @attrs.frozen
@@ -230,7 +231,7 @@ class NativeTransport:
         self._handshake = None  # its h11 state is no longer needed: every open connection would keep it
         self._state = _OPEN
         trailing, self._trailing = self._trailing, b""
-        await self._write_bytes(response)
+        await self._write(response, _HANDSHAKE)
         if trailing:  # frames the client sent without waiting for the 101
             replies = self._absorb(trailing)
             if replies:
@@ -251,7 +252,7 @@ class NativeTransport:
     async def _refuse(self, response: bytes) -> None:
         """Write a refusal; a client that has already gone needs none."""
         with contextlib.suppress(PeerClosed):
-            await self._write_bytes(response)
+            await self._write(response, _HANDSHAKE)
 
     # -- receiving -------------------------------------------------------------
 
@@ -378,13 +379,7 @@ class NativeTransport:
         receives = self._receives
         idle = receives == self._seen_receives
         self._seen_receives = receives
-        return (
-            idle
-            and not self._reader
-            and self._state == _OPEN
-            and self._gone is None
-            and len(self._inbox) < self._queue_size
-        )
+        return idle and not self._reader and self.is_open() and len(self._inbox) < self._queue_size
 
     async def read_for_idle_handler(self) -> None:
         """Read while the handler is away: answer pings and closes, hold a few messages for it."""
@@ -472,10 +467,10 @@ class NativeTransport:
         """Write a frame in turn, keeping the close handshake's state.
 
         A data frame after a close raises ``PeerClosed``; a ping or pong then is
-        not sent; a close frame is sent once. A ``shielded`` write (a reader's
-        pong or close answer: it must not be cancelled half-way) has
-        ``CLOSE_HANDSHAKE_TIMEOUT``: a peer that reads nothing for that long is
-        dropped.
+        not sent; a close frame is sent once; handshake bytes go out as they
+        are. A ``shielded`` write (a reader's pong or close answer: it must not
+        be cancelled half-way) has ``CLOSE_HANDSHAKE_TIMEOUT``: a peer that
+        reads nothing for that long is dropped.
         """
         if self._writing:
             await self._wait_turn()
@@ -485,7 +480,9 @@ class NativeTransport:
             if self._broken:
                 raise PeerClosed(1006, "")
             state = self._state
-            if kind == _GOODBYE:
+            if kind == _HANDSHAKE:
+                pass
+            elif kind == _GOODBYE:
                 if state == _OPEN:
                     self._state = _LOCAL_CLOSING
                     self._closing_since = trio.current_time()
@@ -505,17 +502,6 @@ class NativeTransport:
                     self._break()
             else:
                 await self._send_all(data)
-        finally:
-            self._next_turn()
-
-    async def _write_bytes(self, data: bytes) -> None:
-        """Write handshake bytes (101 or refusal), in turn with any other writer."""
-        if self._writing:
-            await self._wait_turn()
-        else:
-            self._writing = True
-        try:
-            await self._send_all(data)
         finally:
             self._next_turn()
 

@@ -476,8 +476,7 @@ class WebSocket(HTTPConnection):
         try:
             await self._transport.close(*self._local_close)
         except PeerClosed as exc:
-            if state is WebSocketState.CONNECTING:
-                raise
+            # Gone already: nothing to close, or no handshake left to refuse.
             self._on_peer_closed(exc)
         if self._lot:
             self._lot.unpark_all()
@@ -503,7 +502,10 @@ class WebSocket(HTTPConnection):
             await self.close(1008)
             return
         self.application_state = WebSocketState.RESPONSE
-        await self._transport.deny(status_code, list(headers or ()), body)
+        try:
+            await self._transport.deny(status_code, list(headers or ()), body)
+        except PeerClosed as exc:  # the client left before hearing no: nothing to refuse
+            self._on_peer_closed(exc)
 
     async def send_denial_response(self, response: Response) -> None:
         """Refuse the handshake with ``response`` (status, headers and body)."""

@@ -247,12 +247,7 @@ class NativeTransport:
             data += self._handshake.send(RejectData(data=body))
         else:
             data = self._handshake.send(RejectConnection(status_code=status, headers=headers))
-        await self._refuse(data)
-
-    async def _refuse(self, response: bytes) -> None:
-        """Write a refusal; a client that has already gone needs none."""
-        with contextlib.suppress(PeerClosed):
-            await self._write(response, _HANDSHAKE)
+        await self._write(data, _HANDSHAKE)
 
     # -- receiving -------------------------------------------------------------
 
@@ -451,7 +446,7 @@ class NativeTransport:
         """Send a close frame (before accept: refuse with 403, as hypercorn does)."""
         if not self._state:
             assert self._handshake is not None
-            await self._refuse(self._handshake.send(RejectConnection(status_code=403)))
+            await self._write(self._handshake.send(RejectConnection(status_code=403)), _HANDSHAKE)
             return
         await self._write(close_frame(code, reason), _GOODBYE)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -123,6 +123,36 @@ def frame(opcode: int, payload: bytes) -> bytes:
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+class Ending:
+    """How a test handler's connection ended: the ``WebSocketDisconnect`` it saw, and when."""
+
+    def __init__(self) -> None:
+        self.seen: list[WebSocketDisconnect] = []
+        self.done = trio.Event()
+
+
+def echo_app(
+    path: str, before: Callable[[WebSocket], Awaitable[None]] | None = None
+) -> tuple[TrioAPI, Ending]:
+    """An app whose handler accepts, awaits ``before``, then echoes until the client is gone."""
+    app = TrioAPI()
+    ending = Ending()
+
+    @app.websocket(path)
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        if before is not None:
+            await before(websocket)
+        try:
+            while True:
+                await websocket.send_text(await websocket.receive_text())
+        except WebSocketDisconnect as exc:
+            ending.seen.append(exc)
+            ending.done.set()
+
+    return app, ending
+
+
 async def test_a_handler_that_is_not_receiving_still_answers_pings_and_loses_no_message() -> None:
     app = TrioAPI()
     release = trio.Event()
@@ -148,19 +178,12 @@ async def test_a_handler_that_is_not_receiving_still_answers_pings_and_loses_no_
 
 
 async def test_a_peer_close_is_answered_while_the_handler_is_busy() -> None:
-    app = TrioAPI()
     release = trio.Event()
-    outcome: list[tuple[int, str]] = []
 
-    @app.websocket("/busy")
     async def busy(websocket: WebSocket) -> None:
-        await websocket.accept()
         await release.wait()
-        try:
-            await websocket.receive_text()
-        except WebSocketDisconnect as exc:
-            outcome.append((exc.code, exc.reason))
 
+    app, ending = echo_app("/busy", busy)
     async with native(app) as port:
         with trio.fail_after(TIMEOUT):
             client = await RawClient.connect(port, "/busy")
@@ -169,52 +192,31 @@ async def test_a_peer_close_is_answered_while_the_handler_is_busy() -> None:
             assert await client.read_close() == (4001, "bye")
             release.set()
             assert await client.at_eof()
-        assert outcome == [(4001, "bye")]
+            await ending.done.wait()
+    assert [(exc.code, exc.reason) for exc in ending.seen] == [(4001, "bye")]
 
 
 async def test_a_close_the_peer_never_answers_ends_a_receiving_handler() -> None:
-    app = TrioAPI()
-    outcome: list[int] = []
-    ended = trio.Event()
-
     async def close_soon(websocket: WebSocket) -> None:
         await trio.sleep(0.1)
         await websocket.close(4002, "from another task")
 
-    @app.websocket("/closing")
-    async def closing(websocket: WebSocket) -> None:
-        await websocket.accept()
+    async def start_closing(websocket: WebSocket) -> None:
         websocket.start_soon(close_soon, websocket)
-        try:
-            await websocket.receive_text()
-        except WebSocketDisconnect as exc:
-            outcome.append(exc.code)
-        ended.set()
 
+    app, ending = echo_app("/closing", start_closing)
     async with native(app) as port:
         with trio.fail_after(TIMEOUT):
             client = await RawClient.connect(port, "/closing")
             assert await client.read_close() == (4002, "from another task")
             # Never answer: within the close handshake timeout the server drops us.
             assert await client.at_eof()
-            await ended.wait()
-    assert outcome == [1006]
+            await ending.done.wait()
+    assert [exc.code for exc in ending.seen] == [1006]
 
 
 async def test_a_peer_that_answers_no_ping_is_dropped() -> None:
-    app = TrioAPI()
-    outcome: list[int] = []
-    ended = trio.Event()
-
-    @app.websocket("/wait")
-    async def wait(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            await websocket.receive_text()
-        except WebSocketDisconnect as exc:
-            outcome.append(exc.code)
-        ended.set()
-
+    app, ending = echo_app("/wait")
     config = ServerConfig(ping_interval=0.5, idle_timeout=1.5)  # a pong is due within 1 s
     async with native(app, config) as port:
         with trio.fail_after(TIMEOUT):
@@ -222,8 +224,8 @@ async def test_a_peer_that_answers_no_ping_is_dropped() -> None:
             opcode, _ = await client.read_frame()
             assert opcode == 9  # the keepalive ping, left unanswered
             assert await client.at_eof()
-            await ended.wait()
-    assert outcome == [1006]
+            await ending.done.wait()
+    assert [exc.code for exc in ending.seen] == [1006]
 
 
 async def test_a_send_cancelled_half_way_drops_the_connection_instead_of_corrupting_it() -> None:
@@ -361,32 +363,19 @@ async def test_a_hub_member_that_reads_slowly_gets_every_large_frame_whole_and_i
 
 
 async def test_a_client_that_vanishes_mid_message_is_a_1006_and_the_server_carries_on() -> None:
-    app = TrioAPI()
-    outcome: list[int] = []
-    ended = trio.Event()
-
-    @app.websocket("/echo")
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-        except WebSocketDisconnect as exc:
-            outcome.append(exc.code)
-            ended.set()
-
+    app, ending = echo_app("/echo")
     async with native(app) as port:
         with trio.fail_after(TIMEOUT):
             client = await RawClient.connect(port, "/echo")
             whole = frame(1, b"z" * 10_000)
             await client.stream.send_all(whole[:5000])  # half a frame, then gone
             await client.stream.aclose()
-            await ended.wait()
+            await ending.done.wait()
             async with open_websocket_url(f"ws://127.0.0.1:{port}/echo") as ws:
                 await ws.send_message("still serving")
                 assert await ws.get_message() == "still serving"
                 await ws.aclose()
-    assert outcome[0] == 1006
+    assert ending.seen[0].code == 1006
 
 
 async def test_closing_while_the_client_still_sends_keeps_the_close_code() -> None:

@@ -133,11 +133,15 @@ async def serve_websocket(
     try:
         with session_scope:
             try:
-                async with dependency_exit_stack(app.teardown_timeout) as stack:
-                    values = await solve_dependencies(
-                        route.plan, websocket, stack=stack, overrides=app.dependency_overrides
-                    )
-                    await route.endpoint(**values)
+                if route.plan.connection_only is not None:
+                    # Nothing to solve or tear down (decided when the route was declared).
+                    await route.endpoint(**dict.fromkeys(route.plan.connection_only, websocket))
+                else:
+                    async with dependency_exit_stack(app.teardown_timeout) as stack:
+                        values = await solve_dependencies(
+                            route.plan, websocket, stack=stack, overrides=app.dependency_overrides
+                        )
+                        await route.endpoint(**values)
             except Exception as error:
                 if websocket._going_away is not None:
                     await _final_close(websocket, websocket._going_away, "server shutting down")
@@ -175,20 +179,24 @@ class ConnectionRegistry:
 
     def __init__(self) -> None:
         self._connections: set[WebSocket] = set()
-        self._empty = trio.Event()
-        self._empty.set()
+        # Made only while go_away() waits: connections come and go without it.
+        self._empty: trio.Event | None = None
 
     def add(self, websocket: WebSocket) -> None:
         """Register a connection that has started."""
-        if not self._connections:
-            self._empty = trio.Event()
         self._connections.add(websocket)
 
     def discard(self, websocket: WebSocket) -> None:
         """Forget a connection that has ended."""
         self._connections.discard(websocket)
-        if not self._connections:
+        if not self._connections and self._empty is not None:
             self._empty.set()
+
+    async def _wait_empty(self) -> None:
+        if self._connections:
+            if self._empty is None or self._empty.is_set():
+                self._empty = trio.Event()
+            await self._empty.wait()
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -206,12 +214,12 @@ class ConnectionRegistry:
             for websocket in self:
                 nursery.start_soon(_say_goodbye, websocket)
         with trio.move_on_after(grace):
-            await self._empty.wait()
+            await self._wait_empty()
         for websocket in self:
             if websocket._session_scope is not None:
                 websocket._session_scope.cancel()
         with trio.move_on_after(CLOSE_TIMEOUT + 1):
-            await self._empty.wait()
+            await self._wait_empty()
 
 
 async def _say_goodbye(websocket: WebSocket) -> None:

@@ -446,7 +446,8 @@ static int start_connect(conn *c) {
 static int measuring;           /* inside the measured window */
 static uint64_t messages;       /* echo: round trips completed in the window; broadcast: deliveries */
 static uint64_t connections_ok; /* connrate: completed in the window */
-static uint64_t connections_all;
+static uint64_t connections_all; /* connrate: completed, warm-up included */
+static uint64_t frames_in;       /* data frames received in any phase (bench/instructions.py's units) */
 static int stop_sending;        /* echo: no new messages (closing phase) */
 
 /* broadcast */
@@ -648,6 +649,7 @@ static void on_message(conn *c, const uint8_t *p, size_t n, int opcode) {
     (void)opcode;
     uint32_t src, seq;
     uint64_t t = now_ns();
+    frames_in++;
     if (!payload_ok(p, n, &src, &seq)) {
         record_error("conn %u: payload mismatch (%zu bytes, want %zu)", c->id, n, opt_size);
         conn_close_fd(c);
@@ -864,7 +866,7 @@ static void print_result(double window_s) {
     printf("{\"mode\":\"%s\",\"port\":%d,\"path\":\"%s\",\"conns\":%d,\"size\":%zu", MODE_NAMES[opt_mode], opt_port,
            opt_path, n_conns, opt_size);
     printf(",\"opened\":%d,\"failed\":%d", n_opened_total, n_failed);
-    printf(",\"window_s\":%.4f", window_s);
+    printf(",\"window_s\":%.4f,\"frames_in\":%llu", window_s, (unsigned long long)frames_in);
     if (opt_mode == MODE_ECHO || opt_mode == MODE_PROBE) {
         printf(",\"messages\":%llu,\"msg_per_s\":%.1f", (unsigned long long)messages,
                window_s > 0 ? (double)messages / window_s : 0.0);
@@ -878,6 +880,7 @@ static void print_result(double window_s) {
     if (opt_mode == MODE_CONNRATE) {
         printf(",\"concurrency\":%d,\"connections\":%llu,\"conn_per_s\":%.1f", opt_concurrency,
                (unsigned long long)connections_ok, window_s > 0 ? (double)connections_ok / window_s : 0.0);
+        printf(",\"connections_all\":%llu", (unsigned long long)connections_all);
     }
     if (latency.n) {
         printf(",\"samples\":%llu,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f",
@@ -1044,18 +1047,21 @@ static double run_broadcast(void) {
     uint64_t deadline = now_ns() + sec_to_ns(opt_open_timeout);
     open_all(deadline);
     if (n_open < n_conns) return 0;
-    /* sync: publish until one round reaches every receiver (subscriptions may lag the handshake) */
+    /* sync: publish until one round reaches every receiver (subscriptions may lag the handshake);
+       both bounds scale with --round-timeout (10 s and 0.25 s by default), for slow servers
+       such as one under valgrind */
     b_syncing = 1;
-    uint64_t sync_deadline = now_ns() + sec_to_ns(10);
+    double sync_s = 2 * opt_round_timeout;
+    uint64_t sync_deadline = now_ns() + sec_to_ns(sync_s);
     int synced = 0;
     while (!synced && now_ns() < sync_deadline && n_open == n_conns) {
         broadcast_publish();
-        uint64_t resend = now_ns() + sec_to_ns(0.25);
+        uint64_t resend = now_ns() + sec_to_ns(opt_round_timeout / 20);
         while (now_ns() < resend && b_pending > 0 && n_open == n_conns) poll_once(5);
         synced = b_pending == 0;
     }
     if (!synced) {
-        record_error("broadcast: %d receivers never got a message within 10 s", b_pending);
+        record_error("broadcast: %d receivers never got a message within %.0f s", b_pending, sync_s);
         close_all(2.0);
         return 0;
     }

@@ -7,9 +7,15 @@ starts and stops the servers, and produces its JSON and markdown with a nonzero 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "bench" / "run.py"
@@ -73,3 +79,69 @@ def test_harness_quick_echo(tmp_path: Path) -> None:
     assert "stale" not in text
     assert "| trioapi on hypercorn-trio |" in text
     assert "trioapi on hypercorn / bare ASGI app, 50 conns msg/s" in text
+
+
+def _instructions() -> Any:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import instructions
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return instructions
+
+
+def test_instruction_counts_per_unit_and_table(tmp_path: Path) -> None:
+    instructions = _instructions()
+    # (instructions, units) of a short and a long run: start-up cancels out.
+    assert instructions.per_unit((1_000_000, 10), (4_000_000, 40)) == 100_000
+    with pytest.raises(ValueError, match="no more units"):
+        instructions.per_unit((1, 10), (2, 10))
+    # callgrind_control -d writes numbered dumps next to the output file; the newest counts.
+    base = tmp_path / "t.out"
+    (tmp_path / "t.out.1").write_bytes(b"events: Ir\nsummary: 123\n")
+    (tmp_path / "t.out.2").write_bytes(b"events: Ir\nsummary: 456\ntotals: 456\n")
+    (tmp_path / "t.out.10").write_bytes(b"events: Ir\n")  # still being written
+    assert instructions.read_dump(base) == 456
+    results = {
+        "asgi-hypercorn": {"connrate": {"per_unit": 2_000_000.0, "unit": "connection"}},
+        "trioapi-hypercorn": {
+            "connrate": {"per_unit": 2_100_000.0, "unit": "connection"},
+            "bcast1000": {"per_unit": 200_000.0, "unit": "delivery"},
+            "bcast1000_hub": {"per_unit": 210_000.0, "unit": "delivery"},
+        },
+    }
+    table = instructions.render(results, ["connrate", "bcast1000_hub"])
+    assert "| connrate (per connection) | 2,000.0 k | 2,100.0 k (1.050) |" in table
+    # The hub is compared with the naive loop of the same target.
+    assert "| bcast1000_hub (per delivery) | - | 210.0 k (1.050) |" in table
+
+
+def test_instruction_counts_serve_role() -> None:
+    """The process measured under valgrind serves the target in-process; here without valgrind."""
+    bench = _instructions().bench  # bench/run.py, as the script imports it
+    loadgen = bench.build_loadgen()
+    port = bench.free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "bench" / "instructions.py"),
+            "--serve",
+            "trioapi-hypercorn",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        start_new_session=True,
+    )
+    try:
+        probe = [str(loadgen), "--mode", "probe", "--port", str(port), "--path", "/ws"]
+        for _ in range(100):
+            if subprocess.run(probe, capture_output=True, timeout=10, check=False).returncode == 0:
+                break
+            assert server.poll() is None, "the served target exited"
+            time.sleep(0.1)
+        else:
+            pytest.fail("the served target never echoed")
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)

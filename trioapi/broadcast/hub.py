@@ -67,7 +67,7 @@ class Member:
     Read-only for application code; useful in tests and metrics.
     """
 
-    __slots__ = ("_outbox", "_scope", "rooms", "websocket")
+    __slots__ = ("_eager", "_outbox", "_scope", "rooms", "websocket")
 
     def __init__(self, websocket: WebSocket, max_backlog: int, policy: OverflowPolicy | PolicyName) -> None:
         #: The connection this member sends to.
@@ -75,6 +75,8 @@ class Member:
         #: The rooms it is in.
         self.rooms: set[str] = set()
         self._outbox: Backlog[Frame] = Backlog(max_backlog, policy)
+        # Whether its transport can ever write a frame without waiting (write_now).
+        self._eager = websocket._transport.writes_now
         # Cancelled to stop the sender at once when the member is cut off; it
         # may be cancelled before the sender task has even started.
         self._scope = trio.CancelScope()
@@ -108,7 +110,7 @@ class Member:
         outbox = self._outbox
         # A sender waiting with nothing in hand would write this frame next: on a
         # transport that can, write it now, with no task switch per member.
-        if outbox.idle and self.websocket._write_now(frame):
+        if self._eager and outbox.idle and self.websocket._write_now(frame):
             return
         if not outbox.put(frame) and outbox.overflowed:
             self._scope.cancel()
@@ -386,7 +388,7 @@ class ConnectionHub:
     async def _send_all(member: Member) -> None:
         websocket, outbox = member.websocket, member._outbox
         # Not send_text/send_bytes: frames are str or bytes already.
-        send, write_now = websocket._send, websocket._write_now
+        send, write_now, eager = websocket._send, websocket._write_now, member._eager
 
         def overflow() -> SubscriberOverflow:
             return SubscriberOverflow(f"member {websocket!r}", outbox.max_backlog)
@@ -407,7 +409,7 @@ class ConnectionHub:
                 return  # the handler closed it; nothing more can be sent
             # Woken for this frame, the task has been through the scheduler already:
             # a frame the socket takes at once needs no second trip (write_now).
-            if woken and write_now(frame):
+            if woken and eager and write_now(frame):
                 continue
             try:
                 await send(frame)

@@ -34,6 +34,9 @@ class WebSocketTransport(Protocol):
     #: ``True`` when ``deny`` can send a real HTTP response; otherwise the
     #: handshake can only be refused with the server's bare 403.
     can_deny: bool
+    #: ``False`` when ``write_now`` never writes (an ASGI send is a coroutine), so
+    #: a hub can skip asking for every frame.
+    writes_now: bool
 
     async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         """Complete the handshake (HTTP 101)."""

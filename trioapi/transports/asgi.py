@@ -17,6 +17,8 @@ class ASGITransport:
 
     __slots__ = ("_connected", "_receive", "_send", "can_deny")
 
+    writes_now = False
+
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._receive = receive
         self._send = send

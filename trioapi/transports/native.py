@@ -149,6 +149,8 @@ class NativeTransport:
         "can_deny",
     )
 
+    writes_now = True
+
     def __init__(
         self,
         raw: socket.socket,

@@ -499,6 +499,60 @@ async def test_shutdown_sends_1001_and_handlers_see_it() -> None:
     assert len(app.connections) == 0
 
 
+async def test_shutdown_returns_when_the_last_handler_ends_not_at_the_grace() -> None:
+    app = TrioAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.wait_disconnected()
+
+    async def answer_goodbye(ws: Any) -> None:
+        assert await ws.wait_closed() == (1001, "server shutting down")
+        await ws.close(1001)
+
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/ws") as one, client.websocket_connect("/ws") as two:
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(app.connections) == 2
+            # A grace of an hour: only the registry seeing its last handler end can return early.
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(answer_goodbye, one)
+                    nursery.start_soon(answer_goodbye, two)
+                    await app.shutdown_connections(3600)
+            assert len(app.connections) == 0
+        # Connections come and go again afterwards; a second shutdown with none open returns at once.
+        async with client.websocket_connect("/ws"):
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(app.connections) == 1
+        with trio.fail_after(10):
+            await app.shutdown_connections(3600)
+
+
+async def test_shutdown_cancels_a_handler_still_running_after_the_grace() -> None:
+    app = TrioAPI()
+    outcome: list[str] = []
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            await websocket.wait_disconnected()
+            await trio.sleep_forever()  # ignores the goodbye
+        except trio.Cancelled:
+            outcome.append("cancelled")
+            raise
+
+    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(10):
+            await app.shutdown_connections(0.05)
+        assert outcome == ["cancelled"]
+        assert len(app.connections) == 0
+        assert await ws.wait_closed() == (1001, "server shutting down")
+
+
 # -- lifespan ----------------------------------------------------------------------
 
 

@@ -218,6 +218,10 @@ class WebSocketTestSession:
             return text if text is not None else data
         if message["type"] == "websocket.close":
             self._closed = (message.get("code", 1000), message.get("reason") or "")
+            # A real client answers a close frame with its own (RFC 6455, 5.5.1), and the
+            # server then ends the app's pending receive: do the same, at once.
+            code, reason = self._closed
+            self._to_app.send_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
             raise WebSocketDisconnect(*self._closed)
         raise RuntimeError(f"Unexpected ASGI message from the app: {message['type']!r}")
 

@@ -107,6 +107,23 @@ class NativeConfig:
     message_queue_size: int = 4
 
 
+def _message_frame(message: str | bytes) -> bytes:
+    """The frame for one message: text for ``str``, binary for ``bytes``."""
+    if type(message) is str:
+        return frame(TEXT, message.encode())
+    return frame(BINARY, message)  # type: ignore[arg-type]
+
+
+def _header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The ``(name, value)`` lines of an HTTP request head, names lowercased, both stripped."""
+    headers = []
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon:
+            headers.append((name.strip().lower(), value.strip()))
+    return headers
+
+
 #: Who is reading a connection's socket.
 _HANDLER: Final = 1
 _STAND_IN: Final = 2
@@ -199,11 +216,7 @@ class NativeTransport:
         """The ASGI-shaped scope of this connection (every request header, lowercased)."""
         target = self._request.target
         path, _, query = target.partition("?")
-        headers = []
-        for line in self._head.split(b"\r\n")[1:]:
-            name, colon, value = line.partition(b":")
-            if colon:
-                headers.append((name.strip().lower(), value.strip()))
+        headers = _header_lines(self._head)
         self._head = b""  # the scope has the headers now
         scope: Scope = {
             "type": "websocket",
@@ -405,10 +418,7 @@ class NativeTransport:
 
     async def send(self, message: str | bytes) -> None:
         """Send one message as a text or binary frame."""
-        if type(message) is str:
-            await self._write(frame(TEXT, message.encode()))
-        else:
-            await self._write(frame(BINARY, message))  # type: ignore[arg-type]
+        await self._write(_message_frame(message))
 
     def write_now(self, message: str | bytes) -> bool:
         """Write ``message`` at once, from any task, if the connection is open and nobody is writing.
@@ -422,7 +432,7 @@ class NativeTransport:
         supervisor = self._supervisor
         if self._writing or self._broken or self._state != _OPEN or supervisor is None:
             return False
-        data = frame(TEXT, message.encode()) if type(message) is str else frame(BINARY, message)  # type: ignore[arg-type]
+        data = _message_frame(message)
         try:
             sent = self._raw.send(data)
         except BlockingIOError:
@@ -496,7 +506,7 @@ class NativeTransport:
                     scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
                     await self._send_all(data)
                 if scope.cancelled_caught:
-                    self._break()
+                    self.abort()
             else:
                 await self._send_all(data)
         finally:
@@ -530,7 +540,7 @@ class NativeTransport:
             raise PeerClosed(1006, "") from None
         except BaseException:
             if sent:  # cancelled half-way through a frame: the stream cannot be used again
-                self._break()
+                self.abort()
             raise
 
     async def _wait_turn(self) -> None:
@@ -545,8 +555,8 @@ class NativeTransport:
         else:
             self._writing = False
 
-    def _break(self) -> None:
-        """Drop the TCP connection: readers and writers see a broken connection (1006)."""
+    def abort(self) -> None:
+        """Drop the TCP connection (a dead peer, a frame cut short): readers and writers see 1006."""
         self._broken = True
         self._set_gone(1006, "")
         trio.lowlevel.notify_closing(self._raw)  # wakes a reader or writer waiting on it
@@ -562,10 +572,6 @@ class NativeTransport:
     def is_open(self) -> bool:
         """Whether the handshake is done and neither side has ended the conversation."""
         return self._state == _OPEN and self._gone is None
-
-    def abort(self) -> None:
-        """Drop the connection now (a dead peer)."""
-        self._break()
 
     async def finish(self) -> None:
         """After the handler: read until the peer answers our close frame (the caller bounds it)."""
@@ -605,12 +611,7 @@ _HEAD_TOO_LARGE = _plain_response(431, "Request Header Fields Too Large", b"Requ
 
 
 def _is_upgrade(head: bytes) -> bool:
-    lines = head.split(b"\r\n")[1:]
-    for line in lines:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"upgrade" and b"websocket" in value.lower():
-            return True
-    return False
+    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in _header_lines(head))
 
 
 async def _read_request(

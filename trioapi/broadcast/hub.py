@@ -344,9 +344,9 @@ class ConnectionHub:
         It never waits for a member's socket (a frame goes to the member's
         outbox, or, on the native transport, out at once when its socket takes
         it without waiting) and never raises because a member has gone. With a
-        Redis ``Broadcast`` it raises ``BackendUnavailable`` while Redis is down. ``str`` goes out as a text
-        frame, ``bytes`` as binary, anything else as JSON text (encoded once, not
-        once per member).
+        Redis ``Broadcast`` it raises ``BackendUnavailable`` while Redis is
+        down. ``str`` goes out as a text frame, ``bytes`` as binary, anything
+        else as JSON text (encoded once, not once per member).
         """
         frame = to_frame(message)
         if self._broadcast is not None:
@@ -398,18 +398,18 @@ class ConnectionHub:
                 # The previous send has yielded already; take the next frame without
                 # another scheduling round, and park only when the outbox is empty.
                 frame = outbox.get_nowait()
-                woken = False
+                eager_now = False
             else:
                 try:
                     frame = await outbox.get(overflow)
                 except (trio.EndOfChannel, SubscriberOverflow):
                     return
-                woken = True
+                eager_now = eager
             if websocket.application_state is not WebSocketState.CONNECTED:
                 return  # the handler closed it; nothing more can be sent
             # Woken for this frame, the task has been through the scheduler already:
             # a frame the socket takes at once needs no second trip (write_now).
-            if woken and eager and write_now(frame):
+            if eager_now and write_now(frame):
                 continue
             try:
                 await send(frame)

@@ -118,30 +118,33 @@ def measure_once(target: str, scenario: str, seconds: float, loadgen: Path, work
     args, unit_key, _, _, _ = SCENARIOS[scenario]
     port = bench.free_port()
     base = workdir / f"{target}.{scenario}.{seconds:g}.out"
-    server = subprocess.Popen(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--trace-children=no",
-            f"--callgrind-out-file={base}",
-            sys.executable,
-            __file__,
-            "--serve",
-            target,
-            "--port",
-            str(port),
-        ],
-        cwd=bench.REPO,
-        env=bench.server_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / f"{target}.{scenario}.{seconds:g}.log", "wb"),  # noqa: SIM115
-        start_new_session=True,
-    )
+    log = base.with_suffix(".log")
+    with log.open("wb") as stderr:  # the child keeps its own descriptor
+        server = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--trace-children=no",
+                f"--callgrind-out-file={base}",
+                sys.executable,
+                __file__,
+                "--serve",
+                target,
+                "--port",
+                str(port),
+            ],
+            cwd=bench.REPO,
+            env=bench.server_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     try:
         probe = [str(loadgen), "--mode", "probe", "--port", str(port), "--path", "/ws"]
         for _ in range(240):  # up to 2 minutes for the start-up under valgrind
             if server.poll() is not None:
-                raise RuntimeError(f"{target} exited with {server.returncode} before serving")
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{target} exited with {server.returncode} before serving:\n{tail}")
             if subprocess.run(probe, capture_output=True, timeout=60, check=False).returncode == 0:
                 break
             time.sleep(0.5)

@@ -101,6 +101,23 @@ def test_route_matches_and_builds_its_url() -> None:
         route.url_path_for("other", room="blue")
 
 
+def test_paths_match_exactly_with_or_without_parameters() -> None:
+    async def endpoint(websocket: WebSocket) -> None: ...
+
+    static = APIWebSocketRoute("/ws", endpoint)
+    param = APIWebSocketRoute("/rooms/{room}/ws", endpoint)
+    assert static.matches({"type": "websocket", "path": "/ws"})[1]["path_params"] == {}
+    # A regex ending in "$" would also take a path with a final newline.
+    for path in ("/ws\n", "/ws/", "/w", "/wss"):
+        assert static.matches({"type": "websocket", "path": path})[0] is Match.NONE, path
+    assert param.matches({"type": "websocket", "path": "/rooms/blue/ws"})[0] is Match.FULL
+    assert param.matches({"type": "websocket", "path": "/rooms/blue/ws\n"})[0] is Match.NONE
+    # Each match gets a params dict of its own, so one request cannot change another's.
+    first = static.matches({"type": "websocket", "path": "/ws"})[1]["path_params"]
+    first["x"] = 1
+    assert static.matches({"type": "websocket", "path": "/ws"})[1]["path_params"] == {}
+
+
 def test_sync_websocket_endpoint_is_refused_when_declared() -> None:
     app = TrioAPI()
     with pytest.raises(RouteDefinitionError, match="async def"):

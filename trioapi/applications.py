@@ -144,11 +144,12 @@ class TrioAPI(APIRouter):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI 3 entry point."""
-        scope["app"] = self
         kind = scope["type"]
         if kind == "websocket":
-            await self._websocket_session(WebSocket(scope, receive, send))
-        elif kind == "http":
+            await self._websocket_session(WebSocket(scope, receive, send))  # sets scope["app"]
+            return
+        scope["app"] = self
+        if kind == "http":
             await self._handle_http(scope, receive, send)
         elif kind == "lifespan":
             await self._handle_lifespan(scope, receive, send)

@@ -118,7 +118,7 @@ def compile_path(path: str) -> CompiledPath:
         fmt += path[index : match.start()] + "{" + name + "}"
         convertors[name] = convertor
         index = match.end()
-    regex += re.escape(path[index:]) + "$"
+    regex += re.escape(path[index:]) + r"\Z"  # not "$", which also matches before a final newline
     fmt += path[index:]
     return CompiledPath(path, re.compile(regex), fmt, convertors)
 
@@ -147,6 +147,8 @@ class BaseRoute:
         self.name = _endpoint_name(endpoint) if name is None else name
         self.dependencies = list(dependencies or ())
         self.compiled = compile_path(path)
+        # A path without parameters matches by string equality: no regex per request.
+        self._static_path = None if self.compiled.convertors else path
         self.plan: EndpointPlan = analyze_endpoint(
             endpoint,
             path=path,
@@ -156,6 +158,8 @@ class BaseRoute:
         )
 
     def _match_path(self, scope: Scope) -> dict[str, Any] | None:
+        if self._static_path is not None:
+            return {} if scope["path"] == self._static_path else None
         match = self.compiled.regex.match(scope["path"])
         if match is None:
             return None

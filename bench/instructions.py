@@ -62,6 +62,7 @@ SCENARIOS: dict[str, tuple[list[str], str, str, float, float]] = {
         25,
     ),
     "echo1": (["--mode", "echo", "--path", "/ws", "--conns", "1"], "frames_in", "message", 5, 25),
+    "echo50": (["--mode", "echo", "--path", "/ws", "--conns", "50"], "frames_in", "message", 5, 25),
     "bcast1000": (
         ["--mode", "broadcast", "--path", "/broadcast", "--conns", "1000", "--round-timeout", "60"],
         "frames_in",

@@ -152,42 +152,12 @@ def main() -> int:
     harness = bench.Harness(run_opts, bench.build_loadgen())
     server = bench.SERVER_BY_NAME[opts.server]
     raw = Path(opts.raw) if opts.raw else Path(tempfile.mkstemp(suffix=".txt", prefix="pyspy-")[1])
-    scenario = {
-        "echo1": ["--mode", "echo", "--conns", "1", "--size", "64", "--path", server.echo_path],
-        "echo50": ["--mode", "echo", "--conns", "50", "--size", "64", "--path", server.echo_path],
-        "echo50_16k": ["--mode", "echo", "--conns", "50", "--size", "16384", "--path", server.echo_path],
-        "connrate": ["--mode", "connrate", "--concurrency", "16", "--path", server.echo_path],
-        "bcast50": ["--mode", "broadcast", "--conns", "50", "--path", server.broadcast_path or "/broadcast"],
-        "bcast1000": [
-            "--mode",
-            "broadcast",
-            "--conns",
-            "1000",
-            "--path",
-            server.broadcast_path or "/broadcast",
-        ],
-        "bcast50_hub": [
-            "--mode",
-            "broadcast",
-            "--conns",
-            "50",
-            "--path",
-            server.hub_path or "/broadcast-hub",
-        ],
-        "bcast1000_hub": [
-            "--mode",
-            "broadcast",
-            "--conns",
-            "1000",
-            "--path",
-            server.hub_path or "/broadcast-hub",
-        ],
-    }[opts.scenario]
+    scenario = harness.loadgen_args(server, opts.scenario)
+    if scenario is None:
+        raise SystemExit(f"profile: {opts.server} has no route for {opts.scenario}")
     running = harness.start(server)
     try:
-        load = subprocess.Popen(
-            harness.loadgen_argv(running, [*scenario, *harness.timing()]), stdout=subprocess.PIPE, text=True
-        )
+        load = subprocess.Popen(harness.loadgen_argv(running, scenario), stdout=subprocess.PIPE, text=True)
         time.sleep(1.5)
         target = busiest(bench.session_pids(running.proc.pid))
         spy = ["py-spy", "record", "--pid", str(target), "--rate", str(opts.rate)]

@@ -6,14 +6,23 @@
     python bench/run.py --servers asgi-hypercorn,trioapi-hypercorn --scenarios echo50 --repeat 3
     python bench/run.py --output docs/benchmarks.md   # rewrite the generated section of the doc
     python bench/run.py --list                # which servers can run here, and why not
+    python bench/run.py --head-to-head --repeat 5     # the ratios, two servers sharing one core
 
 For every server and repetition it starts the server as its own process (own session, so
 its whole process tree can be measured and stopped), pinned to CPU 0 with ``taskset`` when
 the machine has it and at least two CPUs; the C load generator (``bench/loadgen.c``, built
 with gcc on first use) runs pinned to CPU 1.  It waits for the port, probes one echo, then
-runs the scenarios in order on that fresh server (``idle`` first, so its memory figure is
-taken before anything else has grown the heap) and stops the server by killing its process
-group.  With ``--repeat N`` the table shows medians.  Only 127.0.0.1 is ever used.
+runs the scenarios in order (``idle`` first, so its memory figure is taken before anything
+else has grown the heap) and stops the server by killing its process group.  By default
+(``--order interleaved``) every server of a repetition is started at once and each scenario
+runs on each server in turn; ``--order sequential`` runs one server at a time.  With
+``--repeat N`` the table shows medians, and each ratio is the median of the repetitions'
+own ratios.
+
+``--head-to-head`` measures the ratios of ``PAIRS`` instead: both servers of a pair run at
+the same time on the same core, each under its own load generator, so the one that does less
+work per unit completes more units in its half of the core, and the machine's noise slows
+both alike.  Only 127.0.0.1 is ever used.
 """
 
 from __future__ import annotations
@@ -216,6 +225,106 @@ SERVERS += [
 SERVER_BY_NAME = {s.name: s for s in SERVERS}
 
 
+RATE_SCENARIOS = ["echo1", "echo50", "echo50_16k", "connrate", "bcast50", "bcast1000"]
+
+
+@dataclass
+class Pair:
+    """Two servers (or two routes of one) compared head to head: ``mine`` / ``base``."""
+
+    key: str
+    label: str
+    mine: str
+    base: str
+    scenarios: list[tuple[str, str]]  # (mine's scenario, base's scenario)
+    target: str
+    untargeted: tuple[str, ...] = ()  # scenarios the issue sets no target for
+    variant: bool = False  # run only when named, or with --pairs all
+
+    def target_for(self, scenario: str) -> str:
+        return "-" if scenario in self.untargeted else self.target
+
+
+def _same(*names: str) -> list[tuple[str, str]]:
+    return [(name, name) for name in names]
+
+
+PAIRS: list[Pair] = [
+    # The control: two processes of one server. Whatever it shows is the method's own error.
+    Pair(
+        "control",
+        "bare ASGI app / itself (control)",
+        "asgi-hypercorn",
+        "asgi-hypercorn",
+        _same(*RATE_SCENARIOS),
+        "1.00",
+    ),
+    Pair(
+        "hypercorn",
+        "trioapi on hypercorn / bare ASGI app",
+        "trioapi-hypercorn",
+        "asgi-hypercorn",
+        _same(*RATE_SCENARIOS),
+        "≥ 0.95",
+        untargeted=("bcast50", "bcast1000"),
+    ),
+    Pair(
+        "native",
+        "trioapi native / raw trio-websocket",
+        "trioapi-native",
+        "trio-websocket",
+        _same(*RATE_SCENARIOS),
+        "≥ 1.0",
+    ),
+    Pair(
+        "uvicorn",
+        "trioapi native / FastAPI on uvicorn",
+        "trioapi-native",
+        "fastapi-uvicorn",
+        _same(*RATE_SCENARIOS),
+        "(stretch)",
+    ),
+    Pair(
+        "hub-hypercorn",
+        "trioapi on hypercorn: ConnectionHub / naive loop",
+        "trioapi-hypercorn",
+        "trioapi-hypercorn",
+        [("bcast50_hub", "bcast50"), ("bcast1000_hub", "bcast1000")],
+        "≥ 0.9",
+    ),
+    Pair(
+        "hub-native",
+        "trioapi native: ConnectionHub / naive loop",
+        "trioapi-native",
+        "trioapi-native",
+        [("bcast50_hub", "bcast50"), ("bcast1000_hub", "bcast1000")],
+        "≥ 0.9",
+    ),
+]
+PAIRS += [
+    # What tuning the garbage collector is worth, on each side (see docs/benchmarks.md).
+    Pair(
+        "gc-bare",
+        "bare ASGI app: GC tuned / CPython's defaults",
+        "asgi-hypercorn-gc",
+        "asgi-hypercorn",
+        _same(*RATE_SCENARIOS),
+        "-",
+        variant=True,
+    ),
+    Pair(
+        "gc-trioapi",
+        "trioapi on hypercorn: GC tuned (default) / untouched",
+        "trioapi-hypercorn",
+        "trioapi-hypercorn-nogc",
+        _same(*RATE_SCENARIOS, "bcast50_hub", "bcast1000_hub"),
+        "-",
+        variant=True,
+    ),
+]
+PAIR_BY_KEY = {pair.key: pair for pair in PAIRS}
+
+
 def server_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -377,32 +486,31 @@ class Harness:
 
     # ------------------------------------------------------------------ scenarios
 
-    def timing(self) -> list[str]:
-        return ["--warmup", str(self.opts.warmup), "--duration", str(self.opts.duration)]
-
     def budget(self) -> float:
         return self.opts.warmup + self.opts.duration + 60
 
-    def run_echo(self, run: Running, conns: int, size: int) -> dict[str, Any]:
-        args = ["--mode", "echo", "--path", run.server.echo_path, "--conns", str(conns), "--size", str(size)]
-        return self.loadgen_run(run, args + self.timing(), self.budget())
-
-    def run_connrate(self, run: Running) -> dict[str, Any]:
-        args = [
-            "--mode",
-            "connrate",
-            "--path",
-            run.server.echo_path,
-            "--concurrency",
-            str(self.opts.conn_slots),
-        ]
-        return self.loadgen_run(run, args + self.timing(), self.budget())
-
-    def run_broadcast(self, run: Running, conns: int, path: str | None) -> dict[str, Any] | None:
-        if not path:
+    def loadgen_args(self, server: Server, name: str) -> list[str] | None:
+        """The load generator's arguments for rate scenario `name` (None: `server` lacks the route)."""
+        timed = ["--warmup", str(self.opts.warmup), "--duration", str(self.opts.duration)]
+        if name in ECHO_SIZES:
+            conns, size = ECHO_SIZES[name]
+            echo = ["--mode", "echo", "--path", server.echo_path, "--conns", str(conns), "--size", str(size)]
+            return echo + timed
+        if name == "connrate":
+            return [
+                "--mode",
+                "connrate",
+                "--path",
+                server.echo_path,
+                "--concurrency",
+                str(self.opts.conn_slots),
+                *timed,
+            ]
+        conns = 50 if name.startswith("bcast50") else 1000
+        path = server.hub_path if name.endswith("_hub") else server.broadcast_path
+        if path is None:
             return None
-        args = ["--mode", "broadcast", "--path", path, "--conns", str(conns)]
-        return self.loadgen_run(run, args + self.timing(), self.budget())
+        return ["--mode", "broadcast", "--path", path, "--conns", str(conns), *timed]
 
     def run_idle(self, run: Running) -> dict[str, Any]:
         """Open N idle connections; server RSS before vs while holding them -> KiB per connection."""
@@ -440,42 +548,126 @@ class Harness:
             record["kib_per_conn"] = (record["rss_with_kib"] - before) / opened
         return record
 
-    def scenarios_for(self, server: Server) -> list[tuple[str, Callable[[Running], dict[str, Any] | None]]]:
-        table: dict[str, Callable[[Running], dict[str, Any] | None]] = {
-            "idle": self.run_idle,
-            "echo1": lambda r: self.run_echo(r, 1, 64),
-            "echo50": lambda r: self.run_echo(r, 50, 64),
-            "echo50_16k": lambda r: self.run_echo(r, 50, 16384),
-            "connrate": self.run_connrate,
-            "bcast50": lambda r: self.run_broadcast(r, 50, server.broadcast_path),
-            "bcast1000": lambda r: self.run_broadcast(r, 1000, server.broadcast_path),
-            "bcast50_hub": lambda r: self.run_broadcast(r, 50, server.hub_path),
-            "bcast1000_hub": lambda r: self.run_broadcast(r, 1000, server.hub_path),
-        }
-        return [(name, table[name]) for name in self.opts.scenarios]
+    def scenario(self, server: Server, name: str) -> Callable[[Running], dict[str, Any] | None]:
+        if name == "idle":
+            return self.run_idle
+        args = self.loadgen_args(server, name)
+        return lambda run: None if args is None else self.loadgen_run(run, args, self.budget())
 
-    def run_server(self, server: Server, rep: int, meta: dict[str, Any]) -> None:
-        """One repetition of every scenario on a fresh `server`; results go to meta["results"]."""
-        results: dict[str, list[dict[str, Any]]] = meta.setdefault("results", {})
+    def run_scenario(self, run: Running, name: str, rep: int, meta: dict[str, Any]) -> bool:
+        """Run scenario `name` on `run` into meta["results"]; False once the server has died."""
+        t0 = time.monotonic()
+        result = self.scenario(run.server, name)(run)
+        if result is not None:
+            result["elapsed_s"] = round(time.monotonic() - t0, 2)
+            result["rep"] = rep
+            if run.proc.poll() is not None:
+                result.setdefault("first_error", f"server died: {self._tail(run)}")
+                result["errors"] = max(1, result.get("errors", 0))
+            meta.setdefault("results", {}).setdefault(name, []).append(result)
+            log(f"{run.server.name} {name}: {summary_line(name, result)}")
+        return run.proc.poll() is None
+
+    def start_measured(self, server: Server, rep: int, meta: dict[str, Any]) -> Running:
         log(f"{server.name}: starting (repetition {rep + 1}/{self.opts.repeat})")
         run = self.start(server)
+        meta.setdefault("runs", []).append({"pids": run.pids, "rss_start_kib": rss_kib(run.pids)})
+        return run
+
+    def run_server(self, server: Server, rep: int, meta: dict[str, Any]) -> None:
+        """``--order sequential``: every scenario, in order, on a fresh `server` of its own."""
+        run = self.start_measured(server, rep, meta)
         try:
-            meta.setdefault("runs", []).append({"pids": run.pids, "rss_start_kib": rss_kib(run.pids)})
-            for name, fn in self.scenarios_for(server):
-                t0 = time.monotonic()
-                result = fn(run)
-                if result is None:
-                    continue
-                result["elapsed_s"] = round(time.monotonic() - t0, 2)
-                if run.proc.poll() is not None:
-                    result.setdefault("first_error", f"server died: {self._tail(run)}")
-                    result["errors"] = max(1, result.get("errors", 0))
-                results.setdefault(name, []).append(result)
-                log(f"{server.name} {name}: {summary_line(name, result)}")
-                if run.proc.poll() is not None:
+            for name in self.opts.scenarios:
+                if not self.run_scenario(run, name, rep, meta):
                     break
         finally:
             self.stop(run)
+
+    def run_interleaved(self, servers: list[Server], rep: int, report: dict[str, Any]) -> int:
+        """``--order interleaved``: one fresh process of every server, each scenario on each in turn.
+
+        The two figures of a ratio are then measured seconds apart, not minutes, so a drift
+        of the shared machine in between moves both; the order of the servers is reversed
+        every other repetition so that neither side of a comparison always goes first. Only
+        the server under load has work: the others wait in ``epoll``. Returns the number of
+        servers that failed to start.
+        """
+        order = servers if rep % 2 == 0 else servers[::-1]
+        running: dict[str, Running] = {}
+        failures = 0
+        try:
+            for server in order:
+                meta = report["servers"].setdefault(server.name, {})
+                try:
+                    running[server.name] = self.start_measured(server, rep, meta)
+                except RuntimeError as exc:
+                    log(f"{server.name}: failed — {exc}")
+                    report["skipped"][server.name] = f"failed to start: {exc}"
+                    failures += 1
+            for name in self.opts.scenarios:
+                for server in order:
+                    run = running.get(server.name)
+                    if run is not None and run.proc.poll() is None:
+                        self.run_scenario(run, name, rep, report["servers"][server.name])
+        finally:
+            for run in running.values():
+                self.stop(run)
+        return failures
+
+    def run_pair(self, pair: Pair, rep: int, record: dict[str, Any]) -> None:
+        """``--head-to-head``: both servers of `pair` on one core at once, each under its own load.
+
+        The kernel shares the core between the two busy servers equally, so the one that does
+        less work per message completes more of them in the same CPU time, and whatever else
+        the machine does at that moment slows both alike. Results go to
+        record["results"][mine's scenario] as {"rep", "mine", "base"}.
+        """
+        servers = [SERVER_BY_NAME[pair.mine], SERVER_BY_NAME[pair.base]]
+        log(f"{pair.key}: starting {pair.mine} and {pair.base} (repetition {rep + 1}/{self.opts.repeat})")
+        running: list[Running] = []
+        try:
+            for server in servers:
+                running.append(self.start(server))
+            for mine_sc, base_sc in pair.scenarios:
+                if mine_sc not in self.opts.scenarios and base_sc not in self.opts.scenarios:
+                    continue
+                argvs = []
+                for run, name in zip(running, (mine_sc, base_sc), strict=True):
+                    args = self.loadgen_args(run.server, name)
+                    assert args is not None, (run.server.name, name)
+                    argvs.append(self.loadgen_argv(run, args))
+                # Whichever load generator starts first gets a head start of a few ms: alternate it.
+                order = [0, 1] if rep % 2 == 0 else [1, 0]
+                procs = {
+                    i: subprocess.Popen(argvs[i], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for i in order
+                }
+                results = []
+                for i in (0, 1):
+                    try:
+                        out, err = procs[i].communicate(timeout=self.budget())
+                        results.append(parse_loadgen(out, err, procs[i].returncode))
+                    except subprocess.TimeoutExpired:
+                        procs[i].kill()
+                        procs[i].communicate()
+                        results.append({"errors": 1, "first_error": "loadgen timed out"})
+                for run, result in zip(running, results, strict=True):
+                    if run.proc.poll() is not None:
+                        result.setdefault("first_error", f"server died: {self._tail(run)}")
+                        result["errors"] = max(1, result.get("errors", 0))
+                entry = {"rep": rep, "mine": results[0], "base": results[1]}
+                record.setdefault("results", {}).setdefault(mine_sc, []).append(entry)
+                ratio = pair_ratio(entry, mine_sc)
+                log(
+                    f"{pair.key} {mine_sc}: {'-' if ratio is None else f'{ratio:.3f}'} "
+                    f"({summary_line(mine_sc, results[0])} / {summary_line(base_sc, results[1])})"
+                )
+                if any(run.proc.poll() is not None for run in running):
+                    break
+        finally:
+            for run in running:
+                self.stop(run)
 
 
 def parse_loadgen(stdout: str, stderr: str, returncode: int) -> dict[str, Any]:
@@ -503,6 +695,7 @@ def summary_line(name: str, r: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- report
 
+ECHO_SIZES = {"echo1": (1, 64), "echo50": (50, 64), "echo50_16k": (50, 16384)}  # connections, bytes
 SCENARIOS = [
     "idle",
     "echo1",
@@ -555,7 +748,13 @@ def render(report: dict[str, Any]) -> str:
         else "Not pinned (no taskset or a single CPU).  ",
         f"Scheduling: {opts.get('sched', 'normal')}. Per scenario: {opts['warmup']} s warm-up, "
         f"{opts['duration']} s measured; "
-        f"medians of {opts['repeat']} run(s), each on a freshly started server.",
+        f"medians of {opts['repeat']} run(s), each on a freshly started server"
+        + (
+            " (all servers of a repetition started together, each scenario run on each in turn, "
+            "the order reversed every other repetition)."
+            if opts.get("order") == "interleaved"
+            else " (one server at a time)."
+        ),
     ]
 
     def has(*scenarios: str) -> bool:
@@ -625,15 +824,22 @@ def render(report: dict[str, Any]) -> str:
                 f"{fmt_ms(med(s, b, 'p50_us'), med(s, b, 'p99_us'))} |"
             )
 
-    ratios = ratio_lines(med)
+    ratios = ratio_lines(res)
     if ratios:
         lines += [
             "",
-            "**Ratios from this run** (targets from issue 6)",
+            "**Ratios from this run** (targets from issue 6): each repetition gives one ratio of two "
+            "figures measured "
+            + (
+                "one after the other on servers started together"
+                if opts.get("order") == "interleaved"
+                else "on servers started one after the other"
+            )
+            + "; the table gives their median and their range over the repetitions",
             "",
-            "| comparison | ratio | target |",
+            "| comparison | ratio | range | target |",
         ]
-        lines += ["|---|---:|---|", *ratios]
+        lines += ["|---|---:|---:|---|", *ratios]
 
     lg = [
         r.get("loadgen_cpu_pct", 0)
@@ -676,13 +882,105 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ratio_lines(med: Callable[[str, str, str], float | None]) -> list[str]:
+def rate_key(scenario: str) -> str:
+    if scenario == "connrate":
+        return "conn_per_s"
+    return "deliveries_per_s" if scenario.startswith("bcast") else "msg_per_s"
+
+
+def pair_ratio(entry: dict[str, Any], scenario: str) -> float | None:
+    """mine / base of one head-to-head measurement (None if either side failed)."""
+    key = rate_key(scenario)
+    mine, base = entry["mine"], entry["base"]
+    if mine.get("errors") or base.get("errors") or not mine.get(key) or not base.get(key):
+        return None
+    return float(mine[key] / base[key])
+
+
+def render_head_to_head(report: dict[str, Any]) -> str:
+    """The head-to-head section: per pair and scenario, the median ratio and its range."""
+    opts = report["options"]
+    lines = [
+        begin_mark(report.get("section", "head-to-head")),
+        "",
+        f"Generated by `{report['command']}` on {report['date']}.  ",
+        f"Machine: {report['machine']}.  ",
+        (
+            f"Both servers of a pair pinned to CPU {opts['server_cpu']}, both load generators to "
+            f"CPU {opts['loadgen_cpu']}"
+            if report["pinned"]
+            else "Not pinned (no taskset or a single CPU)"
+        )
+        + f"; normal scheduling. Per scenario: {opts['warmup']} s warm-up, {opts['duration']} s "
+        f"measured; {opts['repeat']} repetition(s), each on a freshly started pair.",
+        "",
+        "| comparison | scenario | ratio | range | CPU share mine / base | target |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    notes = [f"- {name}: not run — {why}" for name, why in report["skipped"].items()]
+    for key, record in report["head_to_head"].items():
+        pair = PAIR_BY_KEY.get(key)
+        label = pair.label if pair else key
+        for scenario, entries in record.get("results", {}).items():
+            target = pair.target_for(scenario) if pair else "-"
+            ratios = [r for r in (pair_ratio(e, scenario) for e in entries) if r is not None]
+            failed = len(entries) - len(ratios)
+            if failed:
+                first = next(e for e in entries if pair_ratio(e, scenario) is None)
+                why = first["mine"].get("first_error") or first["base"].get("first_error")
+                notes.append(f"- ⚠ {key} {scenario}: {failed} repetition(s) failed, first: {why}")
+            if not ratios:
+                continue
+            cpu = [
+                statistics.median(e[side].get("server_cpu_pct", 0) for e in entries)
+                for side in ("mine", "base")
+            ]
+            spread = f"{min(ratios):.2f} to {max(ratios):.2f}" if len(ratios) > 1 else "-"
+            base_sc = dict(pair.scenarios).get(scenario, scenario) if pair else scenario
+            what = scenario if base_sc == scenario else f"{scenario} / {base_sc}"
+            flagged = f"{statistics.median(ratios):.2f}{' ⚠' if failed else ''}"
+            lines.append(
+                f"| {label} | {what} | {flagged} | {spread} | {cpu[0]:.0f}% / {cpu[1]:.0f}% | {target} |"
+            )
+    lg = [
+        e[side].get("loadgen_cpu_pct", 0)
+        for record in report["head_to_head"].values()
+        for entries in record.get("results", {}).values()
+        for e in entries
+        for side in ("mine", "base")
+    ]
+    if lg:
+        lines += [
+            "",
+            f"Each load generator used at most {max(lg):.0f}% of the shared CPU {opts['loadgen_cpu']} "
+            f"(median {statistics.median(lg):.0f}%).",
+        ]
+    if notes:
+        lines += ["", "Notes:", "", *notes]
+    lines += ["", end_mark(report.get("section", "head-to-head"))]
+    return "\n".join(lines) + "\n"
+
+
+def by_rep(results: list[dict[str, Any]], key: str) -> dict[int, float]:
+    """`key` of each repetition's result (a report without ``rep`` numbers counts in order)."""
+    return {r.get("rep", i): r[key] for i, r in enumerate(results) if isinstance(r.get(key), (int, float))}
+
+
+def paired_ratios(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str) -> list[float]:
+    """a / b for every repetition that measured both: the two halves of a pair ran side by side."""
+    x, y = by_rep(a, key), by_rep(b, key)
+    return [x[rep] / y[rep] for rep in sorted(x.keys() & y.keys()) if y[rep]]
+
+
+def ratio_lines(res: Callable[[str, str], list[dict[str, Any]]]) -> list[str]:
     out = []
 
     def ratio(label: str, a: tuple[str, str, str], b: tuple[str, str, str], target: str) -> None:
-        x, y = med(*a), med(*b)
-        if x is not None and y:
-            out.append(f"| {label} | {x / y:.2f} | {target} |")
+        (mine, sc_a, key), (base, sc_b, _) = a, b
+        ratios = paired_ratios(res(mine, sc_a), res(base, sc_b), key)
+        if ratios:
+            spread = f"{min(ratios):.2f} to {max(ratios):.2f}" if len(ratios) > 1 else "-"
+            out.append(f"| {label} | {statistics.median(ratios):.2f} | {spread} | {target} |")
 
     pairs = [
         ("trioapi-hypercorn", "asgi-hypercorn", "trioapi on hypercorn / bare ASGI app", "≥ 0.95", "≤ 1.1"),
@@ -799,7 +1097,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--idle-conns", type=int, default=2000)
     ap.add_argument("--conn-slots", type=int, default=16, help="parallel loops in the connrate scenario")
     ap.add_argument("--output", help="markdown file whose generated section is (re)written")
-    ap.add_argument("--section", default="main", help="name of that section (several can coexist)")
+    ap.add_argument(
+        "--section", help="name of that section (several can coexist; default main, or head-to-head)"
+    )
     ap.add_argument("--from-json", help="render a report saved with --json instead of running anything")
     ap.add_argument("--json", help="write every raw result to this JSON file")
     ap.add_argument("--loadgen", help="use this loadgen binary instead of building bench/loadgen.c")
@@ -809,6 +1109,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["normal", "fifo"],
         default="normal",
         help="fifo: chrt -f 10 (root; shields from noise)",
+    )
+    ap.add_argument(
+        "--order",
+        choices=["interleaved", "sequential"],
+        default="interleaved",
+        help="interleaved: every server alive, each scenario on each in turn; "
+        "sequential: each server runs every scenario alone",
+    )
+    ap.add_argument(
+        "--head-to-head",
+        action="store_true",
+        help="instead of one server at a time, run the pairs of PAIRS side by side on one core",
+    )
+    ap.add_argument(
+        "--pairs",
+        default="default",
+        help=f"with --head-to-head: comma list from {', '.join(PAIR_BY_KEY)}; "
+        "'default' (all but the gc- variants) or 'all'",
     )
     ap.add_argument("--server-cpu", default="0")
     ap.add_argument("--loadgen-cpu", default="1")
@@ -835,6 +1153,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if name not in SCENARIOS:
             ap.error(f"unknown scenario {name!r}")
     opts.scenarios = [s for s in SCENARIOS if s in opts.scenarios]  # idle first, whatever the order given
+    if opts.pairs == "default":
+        opts.pairs = [pair.key for pair in PAIRS if not pair.variant]
+    elif opts.pairs == "all":
+        opts.pairs = list(PAIR_BY_KEY)
+    else:
+        opts.pairs = opts.pairs.split(",")
+    for key in opts.pairs:
+        if key not in PAIR_BY_KEY:
+            ap.error(f"unknown pair {key!r}")
+    if opts.head_to_head and opts.sched == "fifo":
+        # Two SCHED_FIFO servers on one core: the one running keeps it until it blocks.
+        ap.error("--head-to-head shares one core between two servers and needs --sched normal")
     return opts
 
 
@@ -852,12 +1182,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if opts.from_json:
         report = json.loads(Path(opts.from_json).read_text())
-        report["section"] = opts.section
-        section = render(report)
+        opts.section = report["section"] = opts.section or report.get("section", "main")
+        section = render_head_to_head(report) if "head_to_head" in report else render(report)
         print(section)
         if opts.output:
             write_output(Path(opts.output), section, opts.section)
         return 0
+    opts.section = opts.section or ("head-to-head" if opts.head_to_head else "main")
     loadgen = build_loadgen(opts.loadgen)
     harness = Harness(opts, loadgen)
     report: dict[str, Any] = {
@@ -876,6 +1207,8 @@ def main(argv: list[str] | None = None) -> int:
                 "server_cpu",
                 "loadgen_cpu",
                 "sched",
+                "order",
+                "head_to_head",
             )
         },
         "servers": {},
@@ -892,19 +1225,56 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log(f"{name}: skipped — {why}")
             report["skipped"][name] = why
-    # Repetitions outermost, servers inside: a drift of the shared machine over the run then
-    # touches every server alike instead of whichever ran last.
+    if opts.head_to_head:
+        return run_head_to_head(opts, harness, report)
+    # Repetitions outermost: a drift of the shared machine over the run then touches every
+    # server alike instead of whichever ran last.
     for rep in range(opts.repeat):
-        for server in servers:
-            if server.name in report["skipped"]:
-                continue
+        live = [s for s in servers if s.name not in report["skipped"]]
+        if opts.order == "interleaved":
+            failures += harness.run_interleaved(live, rep, report)
+            continue
+        for server in live:
             try:
                 harness.run_server(server, rep, report["servers"].setdefault(server.name, {}))
             except RuntimeError as exc:
                 log(f"{server.name}: failed — {exc}")
                 report["skipped"][server.name] = f"failed to start: {exc}"
                 failures += 1
-    section = render(report)
+    finish(opts, harness, report, render(report))
+    return 1 if failures and not report["servers"] else 0
+
+
+def run_head_to_head(opts: argparse.Namespace, harness: Harness, report: dict[str, Any]) -> int:
+    """``--head-to-head``: every selected pair, repetitions outermost, each on a fresh pair."""
+    pairs = []
+    for key in opts.pairs:
+        pair = PAIR_BY_KEY[key]
+        missing = []
+        for name in dict.fromkeys((pair.mine, pair.base)):
+            ok, why = SERVER_BY_NAME[name].available()
+            if not ok:
+                missing.append(f"{name}: {why}")
+        if missing:
+            log(f"{key}: skipped — {'; '.join(missing)}")
+            report["skipped"][key] = "; ".join(missing)
+        else:
+            pairs.append(pair)
+    report["head_to_head"] = {}
+    for rep in range(opts.repeat):
+        for pair in pairs:
+            if pair.key in report["skipped"]:
+                continue
+            try:
+                harness.run_pair(pair, rep, report["head_to_head"].setdefault(pair.key, {}))
+            except RuntimeError as exc:
+                log(f"{pair.key}: failed — {exc}")
+                report["skipped"][pair.key] = f"failed to start: {exc}"
+    finish(opts, harness, report, render_head_to_head(report))
+    return 0 if report["head_to_head"] or not pairs else 1
+
+
+def finish(opts: argparse.Namespace, harness: Harness, report: dict[str, Any], section: str) -> None:
     print(section)
     if opts.output:
         write_output(Path(opts.output), section, opts.section)
@@ -914,7 +1284,6 @@ def main(argv: list[str] | None = None) -> int:
         log(f"wrote {opts.json}")
     with contextlib.suppress(OSError):
         shutil.rmtree(harness.log_dir)
-    return 1 if failures and not report["servers"] else 0
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ def test_harness_quick_echo(tmp_path: Path) -> None:
             "asgi-hypercorn,trioapi-hypercorn",
             "--scenarios",
             "echo50",
+            "--repeat",
+            "2",
             "--output",
             str(doc),
             "--json",
@@ -64,13 +66,17 @@ def test_harness_quick_echo(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(raw.read_text())
     assert report["skipped"] == {}, report["skipped"]
+    assert report["options"]["order"] == "interleaved"
     for server in ("asgi-hypercorn", "trioapi-hypercorn"):
-        (result,) = report["servers"][server]["results"]["echo50"]
-        assert result["errors"] == 0, result
-        assert result["msg_per_s"] > 0
-        assert result["opened"] == 50
-        assert 0 < result["p50_us"] <= result["p99_us"]
-        assert "loadgen_cpu_pct" in result
+        results = report["servers"][server]["results"]["echo50"]
+        assert [r["rep"] for r in results] == [0, 1]
+        assert len(report["servers"][server]["runs"]) == 2  # a fresh server per repetition
+        for result in results:
+            assert result["errors"] == 0, result
+            assert result["msg_per_s"] > 0
+            assert result["opened"] == 50
+            assert 0 < result["p50_us"] <= result["p99_us"]
+            assert "loadgen_cpu_pct" in result
     assert "| bare ASGI app on hypercorn-trio |" in proc.stdout
     assert "| trioapi on hypercorn-trio |" in proc.stdout
     text = doc.read_text()
@@ -78,7 +84,79 @@ def test_harness_quick_echo(tmp_path: Path) -> None:
     assert text.rstrip().endswith("kept too")
     assert "stale" not in text
     assert "| trioapi on hypercorn-trio |" in text
-    assert "trioapi on hypercorn / bare ASGI app, 50 conns msg/s" in text
+    (row,) = [line for line in text.splitlines() if "bare ASGI app, 50 conns msg/s" in line]
+    ratios = [
+        r["msg_per_s"] / b["msg_per_s"]
+        for r, b in zip(
+            report["servers"]["trioapi-hypercorn"]["results"]["echo50"],
+            report["servers"]["asgi-hypercorn"]["results"]["echo50"],
+            strict=True,
+        )
+    ]
+    # The median of the two repetitions' own ratios, and their range.
+    assert row.split(" | ")[1:3] == [
+        f"{(ratios[0] + ratios[1]) / 2:.2f}",
+        f"{min(ratios):.2f} to {max(ratios):.2f}",
+    ]
+
+
+def test_head_to_head_quick(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.json"
+    argv = [sys.executable, str(RUN), "--head-to-head", "--quick", "--warmup", "0.1", "--pairs", "hypercorn"]
+    argv += ["--scenarios", "echo50", "--json", str(raw)]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(raw.read_text())
+    (entry,) = report["head_to_head"]["hypercorn"]["results"]["echo50"]
+    for side in ("mine", "base"):
+        assert entry[side]["errors"] == 0, entry[side]
+        assert entry[side]["opened"] == 50
+        # Both servers shared CPU 0 at the same time: neither had it to itself.
+        assert 0 < entry[side]["server_cpu_pct"] < 80
+    ratio = entry["mine"]["msg_per_s"] / entry["base"]["msg_per_s"]
+    row = f"| trioapi on hypercorn / bare ASGI app | echo50 | {ratio:.2f} | - |"
+    assert row in proc.stdout
+    # The saved report renders the same section again.
+    again = subprocess.run(
+        [sys.executable, str(RUN), "--from-json", str(raw)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert row in again.stdout
+    assert "bench:begin head-to-head" in again.stdout
+
+
+def test_head_to_head_refuses_fifo() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--head-to-head", "--sched", "fifo"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "needs --sched normal" in proc.stderr
+
+
+def test_ratios_pair_repetitions() -> None:
+    run = _run_module()
+    a = [{"rep": 0, "msg_per_s": 90.0}, {"rep": 2, "msg_per_s": 200.0}, {"rep": 3, "msg_per_s": 50.0}]
+    b = [{"rep": 0, "msg_per_s": 100.0}, {"rep": 1, "msg_per_s": 1.0}, {"rep": 2, "msg_per_s": 100.0}]
+    # Repetition 1 and 3 measured only one side: no pair, no ratio.
+    assert run.paired_ratios(a, b, "msg_per_s") == [0.9, 2.0]
+    # A report written before results carried their repetition pairs them in order.
+    assert run.paired_ratios([{"x": 3.0}, {"x": 4.0}], [{"x": 1.0}, {"x": 2.0}], "x") == [3.0, 2.0]
+
+
+def _run_module() -> Any:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return run
 
 
 def _instructions() -> Any:

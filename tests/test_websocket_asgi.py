@@ -310,3 +310,44 @@ async def test_wait_disconnected_while_another_task_receives(peer: Peer) -> None
 async def test_websocket_needs_a_websocket_scope() -> None:
     with pytest.raises(ValueError, match="websocket"):
         WebSocket({"type": "http"}, Peer().receive, Peer().send)
+
+
+class GoneServer(Peer):
+    """A server whose ``send`` fails as the connection goes away under it."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] != "websocket.accept":
+            raise self.error
+        await super().send(message)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BrokenPipeError(),
+        trio.BrokenResourceError(),
+        trio.ClosedResourceError(),
+        # hypercorn on Trio: its send_eof (outside its send lock) races the app's frame.
+        trio.BusyResourceError("another task is currently sending data on this SocketStream"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+async def test_a_send_into_a_connection_going_away_is_a_disconnect(error: BaseException) -> None:
+    websocket = GoneServer(error).websocket()
+    await websocket.accept()
+    with pytest.raises(WebSocketDisconnect) as info:
+        await websocket.send_text("hello")
+    assert info.value.code == 1006
+    assert websocket.client_state is WebSocketState.DISCONNECTED
+    # close() on a connection already gone returns quietly, as after a peer's close.
+    await websocket.close()
+
+    other = GoneServer(error).websocket()
+    await other.accept()
+    await other.close(1000)  # the close frame itself meets the teardown
+    assert other.application_state is WebSocketState.DISCONNECTED
+    assert other.client_state is WebSocketState.DISCONNECTED

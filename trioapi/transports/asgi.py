@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import trio
+
 from trioapi._types import Message, Receive, Scope, Send
 from trioapi.transports import PeerClosed
 
 __all__ = ["ASGITransport"]
+
+#: What a server's ``send`` raises when the connection under it is gone: a broken pipe, a
+#: closed stream, or (hypercorn on Trio) ``BusyResourceError``, when the server is already
+#: shutting the socket down (``send_eof``, outside its send lock) as the app's frame goes out.
+_GONE = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError)
 
 
 class ASGITransport:
@@ -55,13 +62,13 @@ class ASGITransport:
         raise RuntimeError(f"Unexpected ASGI message {message['type']!r} on an open WebSocket")
 
     async def send(self, message: str | bytes) -> None:
-        """Send ``websocket.send``; a server that reports a broken pipe means the peer left."""
+        """Send ``websocket.send``; a server that reports the connection gone means the peer left."""
         try:
             if type(message) is str:
                 await self._send({"type": "websocket.send", "text": message})
             else:
                 await self._send({"type": "websocket.send", "bytes": message})
-        except OSError as exc:
+        except _GONE as exc:
             raise PeerClosed(1006, "") from exc
 
     def write_now(self, message: str | bytes) -> bool:
@@ -72,7 +79,7 @@ class ASGITransport:
         """Send ``websocket.close`` (a 403 refusal when not yet accepted)."""
         try:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
-        except OSError as exc:
+        except _GONE as exc:
             raise PeerClosed(1006, "") from exc
 
     async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 import trio
 
 from trioapi import TrioAPI, WebSocket, WebSocketDisconnect
+from trioapi._connection import CLOSE_TIMEOUT
 
 
 class FakeServer:
@@ -17,6 +19,7 @@ class FakeServer:
         self.to_app, self._inbox = trio.open_memory_channel[dict[str, Any]](math.inf)
         self.sent: list[dict[str, Any]] = []
         self.accepted = trio.Event()
+        self.closed = trio.Event()
         self.scope: dict[str, Any] = {
             "type": "websocket",
             "scheme": "ws",
@@ -34,6 +37,8 @@ class FakeServer:
         self.sent.append(message)
         if message["type"] == "websocket.accept":
             self.accepted.set()
+        elif message["type"] == "websocket.close":
+            self.closed.set()
 
     async def serve(self, app: TrioAPI) -> None:
         await app(self.scope, self.receive, self.send)
@@ -106,4 +111,93 @@ async def test_a_connection_ends_only_after_its_tasks_have() -> None:
         await server.serve(app)
         finished.append("connection")
     assert finished == ["task", "connection"]
+    assert server.closes() == [1000]
+
+
+async def test_after_the_apps_close_the_app_returns_once_the_peer_answers() -> None:
+    """RFC 6455: the server ends the connection after the peer's close, in one place.
+
+    With hypercorn (0.18, Trio) an app that returned at once after its close raced the
+    server's own answer to a close the client sent at the same moment, and the
+    ``BusyResourceError`` of that race ended the worker process.
+    """
+    app = TrioAPI()
+
+    @app.websocket("/bye")
+    async def bye(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("bye")
+        await websocket.close(4000)
+
+    server = FakeServer("/bye")
+    returned = trio.Event()
+
+    async def serve() -> None:
+        await server.serve(app)
+        returned.set()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            await server.closed.wait()
+            # Messages still in flight from the peer are read and dropped meanwhile.
+            await server.to_app.send({"type": "websocket.receive", "text": "late", "bytes": None})
+            await trio.sleep(0.2)
+            assert not returned.is_set(), "the app returned before the peer answered its close"
+            await server.to_app.send({"type": "websocket.disconnect", "code": 4000})
+            await returned.wait()
+    assert server.closes() == [4000]
+
+
+async def test_a_peer_that_never_answers_the_close_is_left_after_close_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    app = TrioAPI()
+
+    @app.websocket("/bye")
+    async def bye(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    server = FakeServer("/bye")
+    start = trio.current_time()
+    with trio.fail_after(60):
+        await server.serve(app)
+    assert server.closes() == [1000]
+    assert trio.current_time() - start == pytest.approx(CLOSE_TIMEOUT)
+
+
+async def test_a_handler_ended_by_the_peers_close_does_not_wait() -> None:
+    app = TrioAPI()
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            await websocket.send_text(text)
+
+    server = FakeServer("/echo")
+    server.to_app.send_nowait({"type": "websocket.disconnect", "code": 1000})
+    with trio.fail_after(1):
+        await server.serve(app)
+    assert server.closes() == []
+
+
+async def test_a_server_failing_the_receive_after_the_close_is_not_an_app_error() -> None:
+    app = TrioAPI()
+
+    @app.websocket("/bye")
+    async def bye(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    class Failing(FakeServer):
+        async def receive(self) -> dict[str, Any]:
+            if self.closed.is_set():
+                raise RuntimeError("this server does not take a receive after a close")
+            return await super().receive()
+
+    server = Failing("/bye")
+    with trio.fail_after(1):
+        await server.serve(app)
     assert server.closes() == [1000]

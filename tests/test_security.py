@@ -322,6 +322,31 @@ async def test_cookie_example_on_a_real_server(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+async def test_closes_from_both_sides_at_once_leave_the_server_serving(kind: str) -> None:
+    """The cookie example closes right after its message, as the client closes on receiving it.
+
+    On hypercorn 0.18 an app that returned at once after its close could race the worker's
+    answer to the client's close, and the ``BusyResourceError`` ended the worker process;
+    trioapi waits for the client's answer before returning. Bounded: 30 rounds of 5 clients.
+    """
+    headers = [(b"Cookie", b"session=abc123"), (b"Origin", b"https://chat.example.com")]
+
+    async def client() -> None:
+        async with open_websocket_url(server.url("/ws"), extra_headers=headers) as ws:
+            assert json.loads(await ws.get_message()) == {"user": "alice", "unread": 3}
+
+    with running_server(kind, "examples.auth_cookie:app") as server:
+        with trio.fail_after(30):
+            for _ in range(30):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(5):
+                        nursery.start_soon(client)
+        assert server.process.poll() is None, server.output
+        assert server.terminate() == 0
+        assert "Traceback" not in server.output, server.output
+
+
+@pytest.mark.parametrize("kind", KINDS)
 async def test_subprotocol_example_on_a_real_server(kind: str) -> None:
     with running_server(kind, "examples.auth_subprotocol:app") as server:
         with trio.fail_after(20):

@@ -62,6 +62,23 @@ async def _final_close(websocket: WebSocket, code: int, reason: str = "") -> Non
             await websocket.close(code, reason)
 
 
+async def wait_for_close_answer(websocket: WebSocket) -> None:
+    """If the app closed an accepted connection the peer has not closed, wait for its answer.
+
+    Bounded by ``CLOSE_TIMEOUT``; for servers reached through ASGI (the native
+    server does the same for its own connections).
+    """
+    if websocket._local_close is not None and websocket.client_state is WebSocketState.CONNECTED:
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                await websocket._transport.finish()
+            except Exception:
+                # The session is over; a server that fails a receive after our close
+                # has nothing more to tell the app.
+                logger.debug("WebSocket %s: no close answer", websocket.scope.get("path", "?"), exc_info=True)
+        websocket.client_state = WebSocketState.DISCONNECTED
+
+
 async def _deny_http(websocket: WebSocket, exc: HTTPException) -> None:
     """Refuse the handshake with the response an HTTP route would give for ``exc``."""
     response = JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)

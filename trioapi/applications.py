@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import trio
 
-from trioapi._connection import ConnectionRegistry, raises_into_tests, serve_websocket
+from trioapi._connection import ConnectionRegistry, raises_into_tests, serve_websocket, wait_for_close_answer
 from trioapi._errors import is_cancellation, single_error
 from trioapi._gc import tune_gc
 from trioapi.datastructures import State
@@ -146,7 +146,10 @@ class TrioAPI(APIRouter):
         """The ASGI 3 entry point."""
         kind = scope["type"]
         if kind == "websocket":
-            await self._websocket_session(WebSocket(scope, receive, send))  # sets scope["app"]
+            websocket = WebSocket(scope, receive, send)
+            await self._websocket_session(websocket)  # sets scope["app"]
+            if websocket._local_close is not None:  # the app closed: let the peer answer
+                await wait_for_close_answer(websocket)
             return
         scope["app"] = self
         if kind == "http":

@@ -55,3 +55,6 @@ class WebSocketTransport(Protocol):
 
     async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """Refuse the handshake with an HTTP response; only when ``can_deny``."""
+
+    async def finish(self) -> None:
+        """After the handler: read until the peer answers our close frame (the caller bounds it)."""

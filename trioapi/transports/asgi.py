@@ -82,6 +82,18 @@ class ASGITransport:
         except _GONE as exc:
             raise PeerClosed(1006, "") from exc
 
+    async def finish(self) -> None:
+        """After the handler: discard messages until ``websocket.disconnect`` (the caller bounds it).
+
+        Called once the app's close frame is out and the peer's is not in, so that the
+        server ends the connection when the peer has answered, as RFC 6455 has it, and
+        in one place: hypercorn (0.18, Trio) shuts the socket down when the app returns
+        without taking its send lock, and when that meets its own answer to a close the
+        client sent at the same moment, the ``BusyResourceError`` ends its worker process.
+        """
+        while (await self._receive())["type"] != "websocket.disconnect":
+            pass
+
     async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """Send the denial response through the ``websocket.http.response`` extension."""
         await self._send({"type": "websocket.http.response.start", "status": status, "headers": headers})

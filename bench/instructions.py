@@ -14,7 +14,7 @@ first echo and the connections a scenario opens are the same in both, so
 
     instructions per unit = (long count - short count) / (long units - short units)
 
-where a unit is a completed connection (``connrate``), an echoed message (``echo1``) or a
+where a unit is a completed connection (``connrate``), an echoed message (``echo1``, ``echo50``) or a
 message written to one connection (``bcast1000``, the publisher's own copy included), counted
 over the whole load generator run (``connections_all``, ``frames_in``), not only its measured
 window: every unit the server worked for. Every run is a fresh process.
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "--targets", default="asgi-hypercorn,trioapi-hypercorn", help=", ".join(memprofile.TARGETS)
     )
     ap.add_argument(
-        "--scenarios", default="connrate,echo1,bcast1000,bcast1000_hub", help=", ".join(SCENARIOS)
+        "--scenarios", default="connrate,echo1,echo50,bcast1000,bcast1000_hub", help=", ".join(SCENARIOS)
     )
     ap.add_argument("--json", type=Path, help="also write the raw counts here")
     ap.add_argument("--from-json", type=Path, help="render the table from a --json file instead of measuring")

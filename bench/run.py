@@ -284,6 +284,15 @@ PAIRS: list[Pair] = [
         _same(*RATE_SCENARIOS),
         "(stretch)",
     ),
+    # What a FastAPI user porting to trioapi gets on the same server (when FastAPI is installed).
+    Pair(
+        "fastapi",
+        "trioapi on hypercorn / FastAPI on hypercorn",
+        "trioapi-hypercorn",
+        "fastapi-hypercorn",
+        _same(*RATE_SCENARIOS),
+        "-",
+    ),
     Pair(
         "hub-hypercorn",
         "trioapi on hypercorn: ConnectionHub / naive loop",

@@ -111,8 +111,9 @@ def test_head_to_head_quick(tmp_path: Path) -> None:
     for side in ("mine", "base"):
         assert entry[side]["errors"] == 0, entry[side]
         assert entry[side]["opened"] == 50
-        # Both servers shared CPU 0 at the same time: neither had it to itself.
-        assert 0 < entry[side]["server_cpu_pct"] < 80
+        assert entry[side]["server_cpu_pct"] > 0
+        if report["pinned"]:  # both servers shared CPU 0 at the same time: neither had it alone
+            assert entry[side]["server_cpu_pct"] < 80
     ratio = entry["mine"]["msg_per_s"] / entry["base"]["msg_per_s"]
     row = f"| trioapi on hypercorn / bare ASGI app | echo50 | {ratio:.2f} | - |"
     assert row in proc.stdout

@@ -148,8 +148,7 @@ class TrioAPI(APIRouter):
         if kind == "websocket":
             websocket = WebSocket(scope, receive, send)
             await self._websocket_session(websocket)  # sets scope["app"]
-            if websocket._local_close is not None:  # the app closed: let the peer answer
-                await wait_for_close_answer(websocket)
+            await wait_for_close_answer(websocket)
             return
         scope["app"] = self
         if kind == "http":

@@ -486,12 +486,13 @@ class Harness:
         return self.sched + argv
 
     def loadgen_run(self, run: Running, args: list[str], timeout: float = 60.0) -> dict[str, Any]:
-        argv = self.loadgen_argv(run, args)
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"errors": 1, "first_error": f"loadgen timed out after {timeout} s"}
-        return parse_loadgen(proc.stdout, proc.stderr, proc.returncode)
+        return collect_loadgen(spawn_loadgen(self.loadgen_argv(run, args)), timeout)
+
+    def note_death(self, run: Running, result: dict[str, Any]) -> None:
+        """Mark `result` as failed if its server died during the scenario."""
+        if run.proc.poll() is not None:
+            result.setdefault("first_error", f"server died: {self._tail(run)}")
+            result["errors"] = max(1, result.get("errors", 0))
 
     # ------------------------------------------------------------------ scenarios
 
@@ -570,9 +571,7 @@ class Harness:
         if result is not None:
             result["elapsed_s"] = round(time.monotonic() - t0, 2)
             result["rep"] = rep
-            if run.proc.poll() is not None:
-                result.setdefault("first_error", f"server died: {self._tail(run)}")
-                result["errors"] = max(1, result.get("errors", 0))
+            self.note_death(run, result)
             meta.setdefault("results", {}).setdefault(name, []).append(result)
             log(f"{run.server.name} {name}: {summary_line(name, result)}")
         return run.proc.poll() is None
@@ -611,8 +610,7 @@ class Harness:
                 try:
                     running[server.name] = self.start_measured(server, rep, meta)
                 except RuntimeError as exc:
-                    log(f"{server.name}: failed — {exc}")
-                    report["skipped"][server.name] = f"failed to start: {exc}"
+                    failed_to_start(report, server.name, exc)
                     failures += 1
             for name in self.opts.scenarios:
                 for server in order:
@@ -648,23 +646,10 @@ class Harness:
                     argvs.append(self.loadgen_argv(run, args))
                 # Whichever load generator starts first gets a head start of a few ms: alternate it.
                 order = [0, 1] if rep % 2 == 0 else [1, 0]
-                procs = {
-                    i: subprocess.Popen(argvs[i], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                    for i in order
-                }
-                results = []
-                for i in (0, 1):
-                    try:
-                        out, err = procs[i].communicate(timeout=self.budget())
-                        results.append(parse_loadgen(out, err, procs[i].returncode))
-                    except subprocess.TimeoutExpired:
-                        procs[i].kill()
-                        procs[i].communicate()
-                        results.append({"errors": 1, "first_error": "loadgen timed out"})
+                procs = {i: spawn_loadgen(argvs[i]) for i in order}
+                results = [collect_loadgen(procs[i], self.budget()) for i in (0, 1)]
                 for run, result in zip(running, results, strict=True):
-                    if run.proc.poll() is not None:
-                        result.setdefault("first_error", f"server died: {self._tail(run)}")
-                        result["errors"] = max(1, result.get("errors", 0))
+                    self.note_death(run, result)
                 entry = {"rep": rep, "mine": results[0], "base": results[1]}
                 record.setdefault("results", {}).setdefault(mine_sc, []).append(entry)
                 ratio = pair_ratio(entry, mine_sc)
@@ -677,6 +662,26 @@ class Harness:
         finally:
             for run in running:
                 self.stop(run)
+
+
+def spawn_loadgen(argv: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def collect_loadgen(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """The load generator's report, or an error if it is not done within `timeout` seconds."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"errors": 1, "first_error": f"loadgen timed out after {timeout} s"}
+    return parse_loadgen(out, err, proc.returncode)
+
+
+def failed_to_start(report: dict[str, Any], name: str, exc: RuntimeError) -> None:
+    log(f"{name}: failed — {exc}")
+    report["skipped"][name] = f"failed to start: {exc}"
 
 
 def parse_loadgen(stdout: str, stderr: str, returncode: int) -> dict[str, Any]:
@@ -1148,33 +1153,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--duration must be in (0, 120], --warmup in [0, 60], --repeat in [1, 20]")
     if not (1 <= opts.idle_conns <= 10000 and 1 <= opts.conn_slots <= 256):
         ap.error("--idle-conns must be in [1, 10000], --conn-slots in [1, 256]")
-    if opts.servers == "default":
-        opts.servers = [s.name for s in SERVERS if not s.variant]
-    elif opts.servers == "all":
-        opts.servers = list(SERVER_BY_NAME)
-    else:
-        opts.servers = opts.servers.split(",")
+    opts.servers = _choose(ap, "server", opts.servers, {s.name: s.variant for s in SERVERS})
+    opts.pairs = _choose(ap, "pair", opts.pairs, {pair.key: pair.variant for pair in PAIRS})
     opts.scenarios = SCENARIOS if opts.scenarios == "all" else opts.scenarios.split(",")
-    for name in opts.servers:
-        if name not in SERVER_BY_NAME:
-            ap.error(f"unknown server {name!r}")
     for name in opts.scenarios:
         if name not in SCENARIOS:
             ap.error(f"unknown scenario {name!r}")
     opts.scenarios = [s for s in SCENARIOS if s in opts.scenarios]  # idle first, whatever the order given
-    if opts.pairs == "default":
-        opts.pairs = [pair.key for pair in PAIRS if not pair.variant]
-    elif opts.pairs == "all":
-        opts.pairs = list(PAIR_BY_KEY)
-    else:
-        opts.pairs = opts.pairs.split(",")
-    for key in opts.pairs:
-        if key not in PAIR_BY_KEY:
-            ap.error(f"unknown pair {key!r}")
     if opts.head_to_head and opts.sched == "fifo":
         # Two SCHED_FIFO servers on one core: the one running keeps it until it blocks.
         ap.error("--head-to-head shares one core between two servers and needs --sched normal")
     return opts
+
+
+def _choose(ap: argparse.ArgumentParser, what: str, value: str, variants: dict[str, bool]) -> list[str]:
+    """'default' (every name but the variants), 'all', or a comma list of known names."""
+    if value == "default":
+        return [name for name, variant in variants.items() if not variant]
+    if value == "all":
+        return list(variants)
+    names = value.split(",")
+    for name in names:
+        if name not in variants:
+            ap.error(f"unknown {what} {name!r}")
+    return names
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -1247,8 +1249,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 harness.run_server(server, rep, report["servers"].setdefault(server.name, {}))
             except RuntimeError as exc:
-                log(f"{server.name}: failed — {exc}")
-                report["skipped"][server.name] = f"failed to start: {exc}"
+                failed_to_start(report, server.name, exc)
                 failures += 1
     finish(opts, harness, report, render(report))
     return 1 if failures and not report["servers"] else 0
@@ -1277,8 +1278,7 @@ def run_head_to_head(opts: argparse.Namespace, harness: Harness, report: dict[st
             try:
                 harness.run_pair(pair, rep, report["head_to_head"].setdefault(pair.key, {}))
             except RuntimeError as exc:
-                log(f"{pair.key}: failed — {exc}")
-                report["skipped"][pair.key] = f"failed to start: {exc}"
+                failed_to_start(report, pair.key, exc)
     finish(opts, harness, report, render_head_to_head(report))
     return 0 if report["head_to_head"] or not pairs else 1
 

@@ -6,6 +6,7 @@ starts and stops the servers, and produces its JSON and markdown with a nonzero 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -142,7 +143,7 @@ def test_head_to_head_refuses_fifo() -> None:
 
 
 def test_ratios_pair_repetitions() -> None:
-    run = _run_module()
+    run = _bench_module("run")
     a = [{"rep": 0, "msg_per_s": 90.0}, {"rep": 2, "msg_per_s": 200.0}, {"rep": 3, "msg_per_s": 50.0}]
     b = [{"rep": 0, "msg_per_s": 100.0}, {"rep": 1, "msg_per_s": 1.0}, {"rep": 2, "msg_per_s": 100.0}]
     # Repetition 1 and 3 measured only one side: no pair, no ratio.
@@ -151,26 +152,17 @@ def test_ratios_pair_repetitions() -> None:
     assert run.paired_ratios([{"x": 3.0}, {"x": 4.0}], [{"x": 1.0}, {"x": 2.0}], "x") == [3.0, 2.0]
 
 
-def _run_module() -> Any:
+def _bench_module(name: str) -> Any:
+    """``bench/<name>.py``, imported as the scripts import each other (``bench/`` on the path)."""
     sys.path.insert(0, str(REPO / "bench"))
     try:
-        import run
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(REPO / "bench"))
-    return run
-
-
-def _instructions() -> Any:
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import instructions
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    return instructions
 
 
 def test_instruction_counts_per_unit_and_table(tmp_path: Path) -> None:
-    instructions = _instructions()
+    instructions = _bench_module("instructions")
     # (instructions, units) of a short and a long run: start-up cancels out.
     assert instructions.per_unit((1_000_000, 10), (4_000_000, 40)) == 100_000
     with pytest.raises(ValueError, match="no more units"):
@@ -213,7 +205,7 @@ def test_instruction_counts_per_unit_and_table(tmp_path: Path) -> None:
 
 def test_instruction_counts_serve_role() -> None:
     """The process measured under valgrind serves the target in-process; here without valgrind."""
-    bench = _instructions().bench  # bench/run.py, as the script imports it
+    bench = _bench_module("instructions").bench  # bench/run.py, as the script imports it
     loadgen = bench.build_loadgen()
     port = bench.free_port()
     server = subprocess.Popen(

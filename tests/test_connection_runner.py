@@ -149,9 +149,8 @@ async def test_after_the_apps_close_the_app_returns_once_the_peer_answers() -> N
     assert server.closes() == [4000]
 
 
-async def test_a_peer_that_never_answers_the_close_is_left_after_close_timeout(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+def _closes_at_once() -> TrioAPI:
+    """An app whose ``/bye`` accepts and closes with 1000 at once."""
     app = TrioAPI()
 
     @app.websocket("/bye")
@@ -159,10 +158,16 @@ async def test_a_peer_that_never_answers_the_close_is_left_after_close_timeout(
         await websocket.accept()
         await websocket.close()
 
+    return app
+
+
+async def test_a_peer_that_never_answers_the_close_is_left_after_close_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     server = FakeServer("/bye")
     start = trio.current_time()
     with trio.fail_after(60):
-        await server.serve(app)
+        await server.serve(_closes_at_once())
     assert server.closes() == [1000]
     assert trio.current_time() - start == pytest.approx(CLOSE_TIMEOUT)
 
@@ -184,13 +189,6 @@ async def test_a_handler_ended_by_the_peers_close_does_not_wait() -> None:
 
 
 async def test_a_server_failing_the_receive_after_the_close_is_not_an_app_error() -> None:
-    app = TrioAPI()
-
-    @app.websocket("/bye")
-    async def bye(websocket: WebSocket) -> None:
-        await websocket.accept()
-        await websocket.close()
-
     class Failing(FakeServer):
         async def receive(self) -> dict[str, Any]:
             if self.closed.is_set():
@@ -199,5 +197,5 @@ async def test_a_server_failing_the_receive_after_the_close_is_not_an_app_error(
 
     server = Failing("/bye")
     with trio.fail_after(1):
-        await server.serve(app)
+        await server.serve(_closes_at_once())
     assert server.closes() == [1000]

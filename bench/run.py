@@ -221,6 +221,22 @@ SERVERS += [
         hub_path="/broadcast-hub",
         variant=True,
     ),
+    # Two steps between the bare app and trioapi, to see where trioapi's cost per connection lies.
+    Server(
+        "asgi-hypercorn-imported",
+        "bare ASGI app on hypercorn-trio, in a process that imported trioapi",
+        hypercorn("bench.servers.asgi_echo_imported:app"),
+        _trioapi_app,
+        variant=True,
+    ),
+    Server(
+        "websocket-hypercorn",
+        "trioapi's WebSocket class over raw ASGI on hypercorn-trio (no TrioAPI app)",
+        hypercorn("bench.servers.websocket_echo:app"),
+        _trioapi_app,
+        broadcast_path=None,
+        variant=True,
+    ),
 ]
 SERVER_BY_NAME = {s.name: s for s in SERVERS}
 
@@ -327,6 +343,34 @@ PAIRS += [
         "trioapi-hypercorn",
         "trioapi-hypercorn-nogc",
         _same(*RATE_SCENARIOS, "bcast50_hub", "bcast1000_hub"),
+        "-",
+        variant=True,
+    ),
+    # From the bare app to trioapi on hypercorn in three steps, each against the one before.
+    Pair(
+        "gap-import",
+        "bare ASGI app: trioapi imported / not",
+        "asgi-hypercorn-imported",
+        "asgi-hypercorn",
+        _same("echo1", "connrate"),
+        "-",
+        variant=True,
+    ),
+    Pair(
+        "gap-websocket",
+        "trioapi's WebSocket over raw ASGI / bare ASGI app, trioapi imported",
+        "websocket-hypercorn",
+        "asgi-hypercorn-imported",
+        _same("echo1", "connrate"),
+        "-",
+        variant=True,
+    ),
+    Pair(
+        "gap-app",
+        "trioapi on hypercorn / its WebSocket over raw ASGI",
+        "trioapi-hypercorn",
+        "websocket-hypercorn",
+        _same("echo1", "connrate"),
         "-",
         variant=True,
     ),
@@ -1097,7 +1141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--servers",
         default="default",
-        help=f"comma list from: {', '.join(SERVER_BY_NAME)}; 'default' (all but the -gc variants) or 'all'",
+        help=f"comma list from: {', '.join(SERVER_BY_NAME)}; 'default' (all but the variants) or 'all'",
     )
     ap.add_argument(
         "--scenarios", default="all", help=f"comma list from: {', '.join(SCENARIOS)} (default all)"
@@ -1140,7 +1184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pairs",
         default="default",
         help=f"with --head-to-head: comma list from {', '.join(PAIR_BY_KEY)}; "
-        "'default' (all but the gc- variants) or 'all'",
+        "'default' (all but the gc- and gap- variants) or 'all'",
     )
     ap.add_argument("--server-cpu", default="0")
     ap.add_argument("--loadgen-cpu", default="1")

@@ -7,6 +7,7 @@ starts and stops the servers, and produces its JSON and markdown with a nonzero 
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
 import signal
@@ -128,6 +129,24 @@ def test_head_to_head_quick(tmp_path: Path) -> None:
     )
     assert row in again.stdout
     assert "bench:begin head-to-head" in again.stdout
+
+
+def test_gap_pairs_chain_from_the_bare_app_to_trioapi(tmp_path: Path) -> None:
+    """The gap- pairs go from the bare app to trioapi in steps, each against the one before, and they run."""
+    run = _bench_module("run")
+    steps = [run.PAIR_BY_KEY[key] for key in ("gap-import", "gap-websocket", "gap-app")]
+    whole = run.PAIR_BY_KEY["hypercorn"]
+    assert steps[0].base == whole.base and steps[-1].mine == whole.mine
+    assert all(later.base == earlier.mine for earlier, later in itertools.pairwise(steps))
+    raw = tmp_path / "raw.json"
+    argv = [sys.executable, str(RUN), "--head-to-head", "--quick", "--warmup", "0.1"]
+    argv += ["--pairs", "gap-websocket", "--scenarios", "echo1", "--json", str(raw)]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = json.loads(raw.read_text())["head_to_head"]["gap-websocket"]["results"]["echo1"]
+    for side in ("mine", "base"):  # trioapi's WebSocket over raw ASGI; the bare app with trioapi imported
+        assert entry[side]["errors"] == 0, entry[side]
+        assert entry[side]["msg_per_s"] > 0
 
 
 def test_head_to_head_refuses_fifo() -> None:

@@ -11,7 +11,7 @@ import trio
 
 from trioapi._connection import ConnectionRegistry, raises_into_tests, serve_websocket, wait_for_close_answer
 from trioapi._errors import is_cancellation, single_error
-from trioapi._gc import tune_gc
+from trioapi._gc import connection_closed, tune_gc
 from trioapi.datastructures import State
 from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, RequestValidationError
@@ -147,8 +147,11 @@ class TrioAPI(APIRouter):
         kind = scope["type"]
         if kind == "websocket":
             websocket = WebSocket(scope, receive, send)
-            await self._websocket_session(websocket)  # sets scope["app"]
-            await wait_for_close_answer(websocket)
+            try:
+                await self._websocket_session(websocket)  # sets scope["app"]
+                await wait_for_close_answer(websocket)
+            finally:
+                connection_closed()
             return
         scope["app"] = self
         if kind == "http":
@@ -160,7 +163,10 @@ class TrioAPI(APIRouter):
 
     async def handle_websocket(self, websocket: WebSocket) -> None:
         """Route one WebSocket handshake and serve it; used by every transport."""
-        await self._websocket_session(websocket)
+        try:
+            await self._websocket_session(websocket)
+        finally:
+            connection_closed()
 
     def _websocket_session(self, websocket: WebSocket) -> Coroutine[Any, Any, None]:
         """Route ``websocket``: the coroutine that serves it, or the one that refuses it.

@@ -782,6 +782,12 @@ def fmt_ms(p50: float | None, p99: float | None) -> str:
     return f"{p50 / 1000:.2f} / {p99 / 1000:.2f}"
 
 
+def fmt_tail(p50: float | None, p99: float | None, p999: float | None) -> str:
+    if p999 is None:
+        return fmt_ms(p50, p99)
+    return f"{fmt_ms(p50, p99)} / {p999 / 1000:.2f}"
+
+
 def render(report: dict[str, Any]) -> str:
     servers: dict[str, Any] = report["servers"]
     opts = report["options"]
@@ -840,10 +846,11 @@ def render(report: dict[str, Any]) -> str:
             "",
             f"**Connections** (memory: {opts['idle_conns']:,} idle connections, server process tree RSS "
             f"while holding them minus before; rate: {opts['conn_slots']} parallel "
-            "connect → handshake → close handshake loops)",
+            "connect → handshake → close handshake loops, and the time each connection took, "
+            "p50 / p99 / p99.9 in ms)",
             "",
-            "| server | KiB per idle connection | RSS at start (MiB) | connections/s |",
-            "|---|---:|---:|---:|",
+            "| server | KiB per idle connection | RSS at start (MiB) | connections/s | p50 / p99 / p99.9 |",
+            "|---|---:|---:|---:|---:|",
         ]
     )
     for s in ran if has("idle", "connrate") else []:
@@ -853,7 +860,8 @@ def render(report: dict[str, Any]) -> str:
             f"| {SERVER_BY_NAME[s].label if s in SERVER_BY_NAME else s} | "
             f"{'-' if kib is None else f'{kib:.1f}'}{flag(s, 'idle')} | "
             f"{'-' if base is None else f'{base / 1024:.1f}'} | "
-            f"{fmt_int(med(s, 'connrate', 'conn_per_s'))}{flag(s, 'connrate')} |"
+            f"{fmt_int(med(s, 'connrate', 'conn_per_s'))}{flag(s, 'connrate')} | "
+            f"{fmt_tail(*(med(s, 'connrate', key) for key in ('p50_us', 'p99_us', 'p999_us')))} |"
         )
     bcasts = ("bcast50", "bcast1000", "bcast50_hub", "bcast1000_hub")
     lines += (

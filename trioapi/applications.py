@@ -65,8 +65,9 @@ class TrioAPI(APIRouter):
     rarely (``trioapi.server.tune_gc``), and every 100 ended connections, so what
     the server leaves per connection does not pile up. Collections of a heap
     holding thousands of connections otherwise set the latency tail and, in a
-    fan-out, a third of the throughput. The test client never tunes; ``trioapi.serve()`` decides
-    with ``ServerConfig.tune_gc``, ``trioapi run`` with ``--no-tune-gc``.
+    fan-out, a third of the throughput. The test client never tunes;
+    ``trioapi.serve()`` decides with ``ServerConfig.tune_gc``, ``trioapi run``
+    with ``--no-tune-gc``.
     """
 
     def __init__(

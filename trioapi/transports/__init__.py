@@ -57,4 +57,8 @@ class WebSocketTransport(Protocol):
         """Refuse the handshake with an HTTP response; only when ``can_deny``."""
 
     async def finish(self) -> None:
-        """After the handler: read until the peer answers our close frame (the caller bounds it)."""
+        """After the handler: read until the peer answers our close frame (the caller bounds it).
+
+        Callers call it once our close frame is out and the peer's is not in; the ASGI
+        transport, which cannot tell, relies on that (``wait_for_close_answer``).
+        """

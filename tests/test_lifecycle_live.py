@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 import trio
@@ -26,20 +27,62 @@ async def _wait_for_output(server: ServerProcess, text: str, count: int = 1) -> 
 
 
 @pytest.mark.parametrize("kind", SHUTDOWN_KINDS)
-async def test_sigterm_closes_open_sockets_with_1001_and_runs_teardown(kind: str) -> None:
+@pytest.mark.parametrize("delivery", ["master", "group"])
+async def test_sigterm_closes_open_sockets_with_1001_and_runs_teardown(kind: str, delivery: str) -> None:
     extra = ("--graceful-timeout", "1") if kind == "hypercorn" else ("--graceful-timeout", "3")
     with running_server(kind, APP, *extra, env=ENV) as server:
+
+        def stop() -> None:
+            if delivery == "master":  # as docker and systemd's KillMode=mixed do
+                os.kill(server.process.pid, signal.SIGTERM)
+            else:  # systemd's default KillMode=control-group; workers get it too
+                os.killpg(server.process.pid, signal.SIGTERM)
+
         with trio.fail_after(20):
-            # SIGTERM to the master process only, as docker and systemd (KillMode=mixed) do.
-            codes = await hold_until_closed(
-                server, "/hold", 3, lambda: os.kill(server.process.pid, signal.SIGTERM)
-            )
+            codes = await hold_until_closed(server, "/hold", 3, stop)
             returncode = await trio.to_thread.run_sync(server.process.wait, 15)
         output = server.output
         assert codes == [1001, 1001, 1001]
         assert returncode == 0
         assert output.count("handler saw 1001") == 3, output
         assert output.count("teardown") == 3, output
+        assert "Traceback" not in output, output
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The child processes of ``pid`` and their command lines."""
+    children = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children[int(proc.name)] = cmdline.replace(b"\0", b" ").decode()
+    return children
+
+
+async def test_a_hypercorn_worker_signalled_alone_says_goodbye_then_ends() -> None:
+    """SIGTERM to hypercorn's worker only: nothing else will stop it, so after its goodbye it ends itself."""
+    env = {**ENV, "LIFECYCLE_EXIT_AFTER_GOODBYE": "0.5"}
+    with running_server("hypercorn", APP, "--graceful-timeout", "1", env=env) as server:
+        workers = [pid for pid, cmd in _children(server.process.pid).items() if "resource_tracker" not in cmd]
+        assert len(workers) == 1, _children(server.process.pid)
+        with trio.fail_after(20):
+            codes = await hold_until_closed(server, "/hold", 3, lambda: os.kill(workers[0], signal.SIGTERM))
+            returncode = await trio.to_thread.run_sync(server.process.wait, 15)
+        output = server.output
+        assert codes == [1001, 1001, 1001]
+        assert output.count("handler saw 1001") == 3, output
+        assert output.count("teardown") == 3, output
+        assert "did not stop this worker after its goodbye" in output, output
+        # The worker ended (of SIGTERM, its default action), and with it hypercorn's master
+        # (which, in 0.18, exits with 0 all the same when its last worker failed).
+        with pytest.raises(ProcessLookupError):
+            os.kill(workers[0], 0)
+        assert returncode == 0
         assert "Traceback" not in output, output
 
 

@@ -46,11 +46,14 @@ async def test_native_transport_answers_plain_http_with_426() -> None:
         assert b"Upgrade: websocket" in response
 
 
-@pytest.mark.parametrize("kind", ["trioapi-hypercorn", "native"])
+@pytest.mark.parametrize("kind", ["trioapi-hypercorn", "native", "hypercorn"])
 @pytest.mark.parametrize("delivery", ["master", "group"])
 async def test_workers_share_the_port_and_stop_together(kind: str, delivery: str) -> None:
     # "group" is systemd's default KillMode: every worker gets SIGTERM from systemd
-    # and again from the supervisor, and must still finish its goodbye.
+    # and again from the supervisor, and must still finish its goodbye. hypercorn's own
+    # master, signalled alone, terminates (SIGTERM) the workers left once the first has
+    # exited: without the app's handler there, a worker still holding connections died
+    # (1006, no teardown) whichever way the server was stopped.
     with running_server(kind, "apps.lifecycle_app:app", "--workers", "2", env=ENV) as server:
 
         def terminate() -> None:

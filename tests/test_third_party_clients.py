@@ -1022,17 +1022,7 @@ GRACE = 1
     ("kind", "delivery"),
     [
         ("hypercorn", "master"),
-        pytest.param(
-            "hypercorn",
-            "group",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="hypercorn --worker-class trio: SIGTERM to the whole process group (kill -TERM "
-                "-PGID, systemd's default KillMode=control-group) kills the worker process at once, "
-                "so open clients get no close frame (1006) instead of SPEC 4's 1001; nothing handles "
-                "SIGTERM in the worker (SIGTERM to the master only, or SIGINT to the group, works)",
-            ),
-        ),
+        ("hypercorn", "group"),
         ("native", "master"),
         ("native", "group"),
     ],
@@ -1050,7 +1040,8 @@ async def test_sigterm_says_1001_to_open_clients(kind: str, delivery: str) -> No
                     os.killpg(server.process.pid, signal.SIGTERM)
                 return closed(conn)
 
-        # hypercorn's own CLI says goodbye when its graceful timeout runs out; the native
+        # hypercorn's own CLI says goodbye when its graceful timeout runs out (signalled at
+        # its master) or at once (its worker signalled too, with the group); the native
         # transport at once.
         assert await run(scenario) == (1001, "server shutting down")
         assert server.process.wait(10) == 0

@@ -12,6 +12,7 @@ import trio
 from trioapi._connection import ConnectionRegistry, raises_into_tests, serve_websocket, wait_for_close_answer
 from trioapi._errors import is_cancellation, single_error
 from trioapi._gc import connection_closed, tune_gc
+from trioapi._signals import goodbye_on_sigterm, sigterm_left_to_default
 from trioapi.datastructures import State
 from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, RequestValidationError
@@ -68,6 +69,13 @@ class TrioAPI(APIRouter):
     fan-out, a third of the throughput. The test client never tunes;
     ``trioapi.serve()`` decides with ``ServerConfig.tune_gc``, ``trioapi run``
     with ``--no-tune-gc``.
+
+    ``handle_sigterm`` (on by default): where the lifespan starts in a server's
+    worker process that would die of SIGTERM outright (hypercorn's command
+    line: its workers leave SIGTERM to the master), SIGTERM closes every open
+    WebSocket with 1001 first, so stopping the whole process group (systemd's
+    default) is as graceful as stopping the master. Processes that handle
+    SIGTERM themselves, ``trioapi run`` among them, are left alone.
     """
 
     def __init__(
@@ -82,6 +90,7 @@ class TrioAPI(APIRouter):
         shutdown_grace: float = 5.0,
         max_message_size: int | None = None,
         tune_gc: bool = True,
+        handle_sigterm: bool = True,
     ) -> None:
         super().__init__(dependencies=dependencies, routes=routes)
         self.router: APIRouter = self
@@ -94,6 +103,8 @@ class TrioAPI(APIRouter):
         self.max_message_size = max_message_size
         #: Tune the garbage collector once the lifespan has started (see ``__init__``).
         self.tune_gc = tune_gc
+        #: Say goodbye on SIGTERM in a server's worker process (see ``__init__``).
+        self.handle_sigterm = handle_sigterm
         self.state = State()
         self.connections = ConnectionRegistry()
         self._nursery: trio.Nursery | None = None
@@ -248,8 +259,11 @@ class TrioAPI(APIRouter):
                             )
                         scope["state"].update(state)
                     started = True
-                    if self.tune_gc and "trioapi.testing" not in (scope.get("extensions") or {}):
-                        tune_gc()
+                    if "trioapi.testing" not in (scope.get("extensions") or {}):
+                        if self.tune_gc:
+                            tune_gc()
+                        if self.handle_sigterm and sigterm_left_to_default():
+                            await nursery.start(goodbye_on_sigterm, self)
                     await send({"type": "lifespan.startup.complete"})
                     message = await receive()
                 nursery.cancel_scope.cancel()

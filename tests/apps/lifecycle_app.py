@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
 
-from trioapi import Depends, TrioAPI, WebSocket, WebSocketDisconnect
+from trioapi import Depends, TrioAPI, WebSocket, WebSocketDisconnect, _signals
+
+if "LIFECYCLE_EXIT_AFTER_GOODBYE" in os.environ:  # a hypercorn worker signalled alone, sooner
+    _signals.EXIT_AFTER_GOODBYE = float(os.environ["LIFECYCLE_EXIT_AFTER_GOODBYE"])
 
 app = TrioAPI()
 

@@ -63,7 +63,12 @@ def test_a_worker_process_gets_the_handler_unless_it_has_one(
         target=_sigterm_after_startup, args=(handle_sigterm, own_handler)
     )
     child.start()
-    child.join(30)
+    try:
+        child.join(30)
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(5)
     assert child.exitcode == expected
 
 

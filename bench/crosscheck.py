@@ -83,19 +83,19 @@ def figure(record: dict[str, Any], where: tuple[str, ...]) -> float | None:
     return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
-Rep = tuple[int, int]  # (run, repetition): repetitions pair only within their own run
-
-
-def per_rep(
+def results_of(
     records: list[dict[str, Any]], server: str, scenario: str, where: tuple[str, ...]
-) -> dict[Rep, float]:
-    """{(run, repetition): figure} of one server in one scenario."""
-    out = {}
+) -> list[dict[str, Any]]:
+    """One server's figures in one scenario, as ``bench/run.py`` keeps results: ``rep`` and ``value``.
+
+    ``rep`` is (run, repetition), so repetitions pair only within their own run.
+    """
+    out = []
     for r in records:
         if r.get("server") == server and r.get("scenario") == scenario:
             value = figure(r, where)
             if value is not None:
-                out[r["run"], int(r["rep"])] = value
+                out.append({"rep": (r["run"], int(r["rep"])), "value": value})
     return out
 
 
@@ -103,9 +103,11 @@ def ratio_cell(
     records: list[dict[str, Any]], mine: str, base: str, scenario: str, where: tuple[str, ...]
 ) -> str:
     """Median of the repetitions' own ratios mine/base, with their range; '-' if none."""
-    a = per_rep(records, mine, scenario, where)
-    b = per_rep(records, base, scenario, where)
-    ratios = sorted(a[rep] / b[rep] for rep in a.keys() & b.keys())
+    ratios = sorted(
+        bench.paired_ratios(
+            results_of(records, mine, scenario, where), results_of(records, base, scenario, where), "value"
+        )
+    )
     if not ratios:
         return "-"
     if len(ratios) == 1:
@@ -126,8 +128,8 @@ def render(outdirs: list[Path], command: str) -> str:
     metas: list[dict[str, Any]] = []
     summaries: list[str] = []
     for run, outdir in enumerate(outdirs):
-        lines_ = (outdir / "raw" / "runs.jsonl").read_text().splitlines()
-        records += [{**json.loads(line), "run": run} for line in lines_ if line.strip()]
+        raw = (outdir / "raw" / "runs.jsonl").read_text().splitlines()
+        records += [{**json.loads(line), "run": run} for line in raw if line.strip()]
         metas.append(json.loads((outdir / "meta.json").read_text()))
         summaries.append((outdir / "summary.md").read_text().strip())
     servers = {name for meta in metas for name in meta.get("servers", [])}

@@ -709,6 +709,7 @@ class Harness:
 
 
 def spawn_loadgen(argv: list[str]) -> subprocess.Popen[str]:
+    """Start a load generator; ``collect_loadgen`` waits for its report."""
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -724,6 +725,7 @@ def collect_loadgen(proc: subprocess.Popen[str], timeout: float) -> dict[str, An
 
 
 def failed_to_start(report: dict[str, Any], name: str, exc: RuntimeError) -> None:
+    """Log and record a server (or pair) that could not be started; the run goes on without it."""
     log(f"{name}: failed — {exc}")
     report["skipped"][name] = f"failed to start: {exc}"
 

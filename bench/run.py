@@ -241,6 +241,9 @@ SERVERS += [
 SERVER_BY_NAME = {s.name: s for s in SERVERS}
 
 
+#: The two sides of a head-to-head pair, in the order of its ratio.
+SIDES = ("mine", "base")
+
 RATE_SCENARIOS = ["echo1", "echo50", "echo50_16k", "connrate", "bcast50", "bcast1000"]
 
 
@@ -672,14 +675,18 @@ class Harness:
         The kernel shares the core between the two busy servers equally, so the one that does
         less work per message completes more of them in the same CPU time, and whatever else
         the machine does at that moment slows both alike. Results go to
-        record["results"][mine's scenario] as {"rep", "mine", "base"}.
+        record["results"][mine's scenario] as {"rep", "first", "mine", "base"}, ``first``
+        naming the side whose server started first (``pair_orders``).
         """
         servers = [SERVER_BY_NAME[pair.mine], SERVER_BY_NAME[pair.base]]
         log(f"{pair.key}: starting {pair.mine} and {pair.base} (repetition {rep + 1}/{self.opts.repeat})")
+        first, first_loadgen = pair_orders(rep)
+        started: dict[int, Running] = {}
         running: list[Running] = []
         try:
-            for server in servers:
-                running.append(self.start(server))
+            for i in (first, 1 - first):
+                started[i] = self.start(servers[i])
+            running = [started[0], started[1]]
             for mine_sc, base_sc in pair.scenarios:
                 if mine_sc not in self.opts.scenarios and base_sc not in self.opts.scenarios:
                     continue
@@ -688,13 +695,11 @@ class Harness:
                     args = self.loadgen_args(run.server, name)
                     assert args is not None, (run.server.name, name)
                     argvs.append(self.loadgen_argv(run, args))
-                # Whichever load generator starts first gets a head start of a few ms: alternate it.
-                order = [0, 1] if rep % 2 == 0 else [1, 0]
-                procs = {i: spawn_loadgen(argvs[i]) for i in order}
+                procs = {i: spawn_loadgen(argvs[i]) for i in (first_loadgen, 1 - first_loadgen)}
                 results = [collect_loadgen(procs[i], self.budget()) for i in (0, 1)]
                 for run, result in zip(running, results, strict=True):
                     self.note_death(run, result)
-                entry = {"rep": rep, "mine": results[0], "base": results[1]}
+                entry = {"rep": rep, "first": SIDES[first], "mine": results[0], "base": results[1]}
                 record.setdefault("results", {}).setdefault(mine_sc, []).append(entry)
                 ratio = pair_ratio(entry, mine_sc)
                 log(
@@ -704,8 +709,22 @@ class Harness:
                 if any(run.proc.poll() is not None for run in running):
                     break
         finally:
-            for run in running:
+            for run in started.values():
                 self.stop(run)
+
+
+def pair_orders(rep: int) -> tuple[int, int]:
+    """Which side of a pair (0 ``mine``, 1 ``base``) starts first in repetition ``rep``.
+
+    Returns (the side whose server starts first, the side whose load generator does).
+
+    The server started first does fewer connections per second than the other: 2-3% in the
+    control pair, two copies of one program, so the order's doing. The load generator started
+    first gets a head start of a few milliseconds. The server order alternates every
+    repetition, the load generators' every two, so four repetitions make every combination;
+    ``balanced_ratio`` weighs the two server orders equally.
+    """
+    return rep % 2, rep // 2 % 2
 
 
 def spawn_loadgen(argv: list[str]) -> subprocess.Popen[str]:
@@ -965,6 +984,26 @@ def pair_ratio(entry: dict[str, Any], scenario: str) -> float | None:
     return float(mine[key] / base[key])
 
 
+def balanced_ratio(entries: list[dict[str, Any]], scenario: str) -> tuple[float, dict[str, float]] | None:
+    """A head-to-head scenario's ratio, balanced over which server of the pair started first.
+
+    Returns the geometric mean of two medians, that of the repetitions where ``mine``
+    started first and that of those where ``base`` did, so that an advantage of starting
+    second cancels whatever the number of repetitions; with only one order measured, its
+    median. Also returns those per-order medians. None if every repetition failed.
+    Records from before the order alternated have no ``first``: ``mine`` always started first.
+    """
+    by_order: dict[str, list[float]] = {}
+    for entry in entries:
+        ratio = pair_ratio(entry, scenario)
+        if ratio is not None:
+            by_order.setdefault(entry.get("first", "mine"), []).append(ratio)
+    if not by_order:
+        return None
+    medians = {side: statistics.median(by_order[side]) for side in SIDES if side in by_order}
+    return statistics.geometric_mean(medians.values()), medians
+
+
 def render_head_to_head(report: dict[str, Any]) -> str:
     """The head-to-head section: per pair and scenario, the median ratio and its range."""
     opts = report["options"]
@@ -982,8 +1021,9 @@ def render_head_to_head(report: dict[str, Any]) -> str:
         + f"; normal scheduling. Per scenario: {opts['warmup']} s warm-up, {opts['duration']} s "
         f"measured; {opts['repeat']} repetition(s), each on a freshly started pair.",
         "",
-        "| comparison | scenario | ratio | range | CPU share mine / base | target |",
-        "|---|---|---:|---:|---:|---|",
+        "| comparison | scenario | ratio | range | mine first / base first "
+        "| CPU share mine / base | target |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     notes = [f"- {name}: not run — {why}" for name, why in report["skipped"].items()]
     for key, record in report["head_to_head"].items():
@@ -997,8 +1037,11 @@ def render_head_to_head(report: dict[str, Any]) -> str:
                 first = next(e for e in entries if pair_ratio(e, scenario) is None)
                 why = first["mine"].get("first_error") or first["base"].get("first_error")
                 notes.append(f"- ⚠ {key} {scenario}: {failed} repetition(s) failed, first: {why}")
-            if not ratios:
+            balanced = balanced_ratio(entries, scenario)
+            if balanced is None:
                 continue
+            ratio, by_order = balanced
+            orders = " / ".join(f"{by_order[side]:.2f}" if side in by_order else "-" for side in SIDES)
             cpu = [
                 statistics.median(e[side].get("server_cpu_pct", 0) for e in entries)
                 for side in ("mine", "base")
@@ -1006,9 +1049,10 @@ def render_head_to_head(report: dict[str, Any]) -> str:
             spread = f"{min(ratios):.2f} to {max(ratios):.2f}" if len(ratios) > 1 else "-"
             base_sc = dict(pair.scenarios).get(scenario, scenario) if pair else scenario
             what = scenario if base_sc == scenario else f"{scenario} / {base_sc}"
-            flagged = f"{statistics.median(ratios):.2f}{' ⚠' if failed else ''}"
+            flagged = f"{ratio:.2f}{' ⚠' if failed else ''}"
             lines.append(
-                f"| {label} | {what} | {flagged} | {spread} | {cpu[0]:.0f}% / {cpu[1]:.0f}% | {target} |"
+                f"| {label} | {what} | {flagged} | {spread} | {orders} "
+                f"| {cpu[0]:.0f}% / {cpu[1]:.0f}% | {target} |"
             )
     lg = [
         e[side].get("loadgen_cpu_pct", 0)

@@ -116,8 +116,9 @@ def test_head_to_head_quick(tmp_path: Path) -> None:
         assert entry[side]["server_cpu_pct"] > 0
         if report["pinned"]:  # both servers shared CPU 0 at the same time: neither had it alone
             assert entry[side]["server_cpu_pct"] < 80
+    assert entry["first"] == "mine"  # repetition 0; pair_orders alternates it
     ratio = entry["mine"]["msg_per_s"] / entry["base"]["msg_per_s"]
-    row = f"| trioapi on hypercorn / bare ASGI app | echo50 | {ratio:.2f} | - |"
+    row = f"| trioapi on hypercorn / bare ASGI app | echo50 | {ratio:.2f} | - | {ratio:.2f} / - |"
     assert row in proc.stdout
     # The saved report renders the same section again.
     again = subprocess.run(
@@ -129,6 +130,38 @@ def test_head_to_head_quick(tmp_path: Path) -> None:
     )
     assert row in again.stdout
     assert "bench:begin head-to-head" in again.stdout
+
+
+def test_head_to_head_alternates_which_side_starts_first() -> None:
+    run = _bench_module("run")
+    orders = [run.pair_orders(rep) for rep in range(4)]
+    assert sorted(orders) == [(0, 0), (0, 1), (1, 0), (1, 1)]  # every combination in four
+    assert [server for server, _ in orders] == [0, 1, 0, 1]  # servers: every repetition
+
+
+def test_head_to_head_ratio_balances_the_start_order() -> None:
+    """The ratio weighs the two server orders alike, however many repetitions each has."""
+    run = _bench_module("run")
+
+    def entry(first: str | None, mine: float, base: float, errors: int = 0) -> dict[str, object]:
+        e: dict[str, object] = {"mine": {"conn_per_s": mine, "errors": errors}, "base": {"conn_per_s": base}}
+        if first is not None:
+            e["first"] = first
+        return e
+
+    entries = [
+        entry("mine", 90, 100),
+        entry("mine", 92, 100),
+        entry("mine", 94, 100),
+        entry("base", 100, 100),
+        entry("base", 50, 100, errors=1),  # failed: no ratio
+    ]
+    ratio, by_order = run.balanced_ratio(entries, "connrate")
+    assert by_order == {"mine": 0.92, "base": 1.0}
+    assert ratio == pytest.approx((0.92 * 1.0) ** 0.5)
+    # A record from before the order alternated: mine always started first.
+    assert run.balanced_ratio([entry(None, 80, 100)], "connrate") == (pytest.approx(0.8), {"mine": 0.8})
+    assert run.balanced_ratio([entry("base", 1, 1, errors=1)], "connrate") is None
 
 
 def test_gap_pairs_chain_from_the_bare_app_to_trioapi(tmp_path: Path) -> None:

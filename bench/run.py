@@ -1005,7 +1005,7 @@ def balanced_ratio(entries: list[dict[str, Any]], scenario: str) -> tuple[float,
 
 
 def render_head_to_head(report: dict[str, Any]) -> str:
-    """The head-to-head section: per pair and scenario, the median ratio and its range."""
+    """The head-to-head section: per pair and scenario, the ratio (``balanced_ratio``) and its range."""
     opts = report["options"]
     lines = [
         begin_mark(report.get("section", "head-to-head")),
@@ -1042,10 +1042,7 @@ def render_head_to_head(report: dict[str, Any]) -> str:
                 continue
             ratio, by_order = balanced
             orders = " / ".join(f"{by_order[side]:.2f}" if side in by_order else "-" for side in SIDES)
-            cpu = [
-                statistics.median(e[side].get("server_cpu_pct", 0) for e in entries)
-                for side in ("mine", "base")
-            ]
+            cpu = [statistics.median(e[side].get("server_cpu_pct", 0) for e in entries) for side in SIDES]
             spread = f"{min(ratios):.2f} to {max(ratios):.2f}" if len(ratios) > 1 else "-"
             base_sc = dict(pair.scenarios).get(scenario, scenario) if pair else scenario
             what = scenario if base_sc == scenario else f"{scenario} / {base_sc}"

@@ -10,7 +10,9 @@ arrive in the same packet as the handshake.
 from __future__ import annotations
 
 import base64
+import json
 import os
+import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ import trioapi
 from trioapi import TrioAPI, WebSocket, WebSocketDisconnect
 from trioapi.broadcast import ConnectionHub
 from trioapi.server import ServerConfig
+from trioapi.transports import native as native_transport
 
 TIMEOUT = 10
 
@@ -295,6 +298,47 @@ async def test_the_scope_has_every_request_header_lowercased() -> None:
             opcode, payload = await client.read_frame()
     assert opcode == 1
     assert payload.decode() == (f'{{"host":"127.0.0.1:{port}","custom":"spaced value","client":"127.0.0.1"}}')
+
+
+async def test_the_scope_has_both_addresses_of_the_connection() -> None:
+    """``client`` and ``server``: from accept() and the listener, or asked of the socket."""
+    app = TrioAPI()
+
+    @app.websocket("/addresses")
+    async def addresses(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raw = websocket._transport._raw  # type: ignore[attr-defined]
+        nodelay = raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        await websocket.send_json([websocket.scope["client"], websocket.scope["server"], nodelay])
+
+    async with native(app) as port:
+        with trio.fail_after(TIMEOUT):
+            client = await RawClient.connect(port, "/addresses")
+            _, payload = await client.read_frame()
+            ours = client.stream.socket.getsockname()
+    # Small frames go out at once: no Nagle delay on an accepted socket.
+    assert json.loads(payload) == [[ours[0], ours[1]], ["127.0.0.1", port], 1]
+
+    # Without them (a listener on every address leaves the local one to the socket):
+    with trio.fail_after(TIMEOUT):
+        listener = trio.socket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        async with await trio.open_tcp_stream(*listener.getsockname()) as peer:
+            accepted, _ = await listener.accept()
+            await peer.send_all(
+                b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            raw = socket.socket(fileno=accepted.detach())
+            raw.setblocking(False)
+            transport = await native_transport._read_request(raw, native_transport.NativeConfig())
+            assert transport is not None
+            scope = transport.scope({})
+            assert scope["client"] == peer.socket.getsockname()[:2]
+            assert scope["server"] == listener.getsockname()[:2]
+            raw.close()
+        listener.close()
 
 
 @pytest.mark.parametrize(

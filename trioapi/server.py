@@ -30,7 +30,13 @@ from trioapi._errors import single_error
 from trioapi._gc import tune_gc
 from trioapi._lifespan import LifespanDriver
 from trioapi.exceptions import LifespanError
-from trioapi.transports.native import DEFAULT_PING_TIMEOUT, NativeConfig, Supervisor, handle_native_stream
+from trioapi.transports.native import (
+    DEFAULT_PING_TIMEOUT,
+    Address,
+    NativeConfig,
+    Supervisor,
+    handle_native_stream,
+)
 
 if TYPE_CHECKING:
     from trioapi.applications import TrioAPI
@@ -222,12 +228,19 @@ _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _DIED_IN_QUEUE = {errno.ECONNABORTED, errno.EPERM, errno.EPROTO}
 
 
+#: What a listener bound to every address of its family reports as its host.
+_ANY_ADDRESS = frozenset({"0.0.0.0", "::"})
+
+
 async def _accept_loop(
     listener: socket.socket,
-    handler: Callable[[socket.socket], Awaitable[None]],
+    handler: Callable[[socket.socket, Address, Address | None], Awaitable[None]],
     connections: trio.Nursery,
 ) -> None:
     """Accept connections on ``listener`` and start ``handler`` for each, until cancelled.
+
+    ``handler(conn, peer, local)`` gets the peer's (host, port) and the local one, or
+    ``None`` for the local one when the listener listens on every address.
 
     On plain sockets rather than ``trio.SocketListener``: the native transport
     keeps each connection's plain socket, to read and write it without trio's
@@ -235,9 +248,13 @@ async def _accept_loop(
     (``NativeTransport.write_now``).
     """
     listener.setblocking(False)
+    # The peer's address comes with each accept(); the local one is the listener's unless it
+    # listens on every address, where only the connection's own socket can tell.
+    host, port = listener.getsockname()[:2]
+    local: Address | None = None if host in _ANY_ADDRESS else (host, port)
     while True:
         try:
-            conn, _ = listener.accept()
+            conn, peer = listener.accept()
         except BlockingIOError:
             await trio.lowlevel.wait_readable(listener)
             continue
@@ -249,7 +266,7 @@ async def _accept_loop(
                 await trio.sleep(0.1)
                 continue
             raise
-        connections.start_soon(handler, conn)
+        connections.start_soon(handler, conn, peer[:2], local)
         await trio.lowlevel.checkpoint()
 
 

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 from urllib.parse import unquote
 
 import attrs
@@ -56,9 +56,18 @@ if TYPE_CHECKING:
     from trioapi._types import Scope
     from trioapi.applications import TrioAPI
 
-__all__ = ["NativeConfig", "NativeTransport", "Supervisor", "handle_native_stream"]
+__all__ = ["Address", "NativeConfig", "NativeTransport", "Supervisor", "handle_native_stream"]
 
 logger = logging.getLogger("trioapi.native")
+
+#: A socket address as the scope carries it: (host, port).
+Address: TypeAlias = tuple[str, int]
+
+#: Set on every accepted socket, as ``trio.SocketStream`` would: no Nagle delay for
+#: small frames, and writability reported only once little is left unsent.
+_STREAM_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+    _STREAM_OPTIONS.append((socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14))
 
 #: Seconds the peer gets to answer our close frame before its socket is closed.
 CLOSE_HANDSHAKE_TIMEOUT = 2.0
@@ -177,7 +186,7 @@ class NativeTransport:
         trailing: bytes,
         config: NativeConfig,
     ) -> None:
-        # The plain socket, non-blocking (trio made it so): read and written
+        # The plain socket, non-blocking (handle_native_stream made it so): read and written
         # directly, with trio.lowlevel's waits when it is not ready.
         self._raw = raw
         # Until accept (or a refusal); after it, frames are ours (trioapi.transports._frames).
@@ -212,8 +221,14 @@ class NativeTransport:
 
     # -- the handshake ---------------------------------------------------------
 
-    def scope(self, state: dict[str, Any]) -> Scope:
-        """The ASGI-shaped scope of this connection (every request header, lowercased)."""
+    def scope(
+        self, state: dict[str, Any], client: Address | None = None, server: Address | None = None
+    ) -> Scope:
+        """The ASGI-shaped scope of this connection (every request header, lowercased).
+
+        ``client`` and ``server`` are the peer's and the local (host, port), when the
+        caller knows them already; else the socket is asked.
+        """
         target = self._request.target
         path, _, query = target.partition("?")
         headers = _header_lines(self._head)
@@ -233,8 +248,8 @@ class NativeTransport:
             "extensions": {"websocket.http.response": {}},
         }
         try:
-            scope["client"] = tuple(self._raw.getpeername()[:2])
-            scope["server"] = tuple(self._raw.getsockname()[:2])
+            scope["client"] = client or tuple(self._raw.getpeername()[:2])
+            scope["server"] = server or tuple(self._raw.getsockname()[:2])
         except OSError:  # the peer has already gone; the handler will find out
             pass
         return scope
@@ -614,25 +629,23 @@ def _is_upgrade(head: bytes) -> bool:
     return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in _header_lines(head))
 
 
-async def _read_request(
-    raw: socket.socket, stream: trio.SocketStream, config: NativeConfig
-) -> NativeTransport | None:
+async def _read_request(raw: socket.socket, config: NativeConfig) -> NativeTransport | None:
     """Read the upgrade request; answer anything else (plain HTTP, bad requests) and return ``None``."""
     buffer = b""
     while (end := buffer.find(b"\r\n\r\n")) < 0:
         if len(buffer) > MAX_REQUEST_HEAD:
-            await stream.send_all(_HEAD_TOO_LARGE)
+            await _send_plain(raw, _HEAD_TOO_LARGE)
             return None
-        chunk = await stream.receive_some(config.receive_buffer_size)
+        chunk = await _receive_plain(raw, config.receive_buffer_size)
         if not chunk:
             raise ValueError("connection closed before the request head ended")
         buffer += chunk
     if end > MAX_REQUEST_HEAD:
-        await stream.send_all(_HEAD_TOO_LARGE)
+        await _send_plain(raw, _HEAD_TOO_LARGE)
         return None
     head, trailing = buffer[: end + 4], buffer[end + 4 :]
     if not _is_upgrade(head):
-        await stream.send_all(_UPGRADE_REQUIRED)
+        await _send_plain(raw, _UPGRADE_REQUIRED)
         return None
     handshake = H11Handshake(SERVER)
     try:
@@ -642,10 +655,10 @@ async def _read_request(
         hint = exc.event_hint
         status = hint.status_code if isinstance(hint, RejectConnection) else 400
         extra = tuple(f"{k.decode()}: {v.decode()}" for k, v in getattr(hint, "headers", ()))
-        await stream.send_all(_plain_response(status, HTTPStatus(status).phrase, f"{exc}\n".encode(), extra))
+        await _send_plain(raw, _plain_response(status, HTTPStatus(status).phrase, f"{exc}\n".encode(), extra))
         return None
     if not isinstance(event, Request):
-        await stream.send_all(_plain_response(400, "Bad Request", b"Not a WebSocket handshake\n"))
+        await _send_plain(raw, _plain_response(400, "Bad Request", b"Not a WebSocket handshake\n"))
         return None
     return NativeTransport(raw, handshake, event, head[:-4], trailing, config)
 
@@ -736,50 +749,95 @@ async def handle_native_stream(
     state: dict[str, Any],
     supervisor: Supervisor,
     raw: socket.socket,
+    peer: Address | None = None,
+    local: Address | None = None,
 ) -> None:
     """Serve one accepted TCP connection: handshake, then the app's handler; never raises.
+
+    ``peer`` and ``local``, the connection's two addresses when the accept loop
+    knows them, save asking the socket (the scope's ``client`` and ``server``).
 
     Its frame stays alive as long as the connection does, so it is kept to one
     (the handshake runs in a helper that has returned by then).
     """
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
+    raw.setblocking(False)
+    for level, option, value in _STREAM_OPTIONS:
+        with contextlib.suppress(OSError):
+            raw.setsockopt(level, option, value)
     try:
         transport = None
         with trio.move_on_after(config.handshake_timeout) as handshake:
-            transport = await _read_request(raw, stream, config)
+            transport = await _read_request(raw, config)
         if handshake.cancelled_caught:
             logger.debug("Handshake not completed within %ss", config.handshake_timeout)
         if transport is not None:
             supervisor.watch(transport)
             try:
-                await app.handle_websocket(WebSocket(transport.scope(state), transport=transport))
+                await app.handle_websocket(
+                    WebSocket(transport.scope(state, peer, local), transport=transport)
+                )
             finally:
                 supervisor.forget(transport)
             # Our close frame is out (or the peer's came in): let the peer answer, within a bound.
             with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
                 await transport.finish()
-    except (ValueError, trio.BrokenResourceError, trio.ClosedResourceError) as dropped:
+    except (ValueError, OSError, trio.ClosedResourceError) as dropped:
         logger.debug("Connection dropped: %s", dropped)
     except Exception:
         logger.exception("Unexpected error in the native transport")
     finally:
         with trio.CancelScope(shield=True):
-            await _linger_close(stream)
+            await _linger_close(raw)
 
 
-async def _linger_close(stream: trio.SocketStream) -> None:
+async def _linger_close(raw: socket.socket) -> None:
     """Close the socket only once the peer has read what we sent, within ``LINGER`` seconds.
 
     Closing a socket with unread input makes the kernel send a reset, which can
     destroy our last frames in flight: a 1009 close, say, to a client still
     sending the oversized message. So: end our side, discard what the peer
-    still sends until it closes too (or time runs out), then close.
+    still sends until it closes too (or time runs out), then close. The socket
+    may be closed already (``NativeTransport.abort``).
     """
     with trio.move_on_after(LINGER):
         try:
-            await stream.send_eof()
-            while await stream.receive_some(65536):
+            raw.shutdown(socket.SHUT_WR)
+            while await _receive_plain(raw, 65536):
                 pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
-            pass
-    await trio.aclose_forcefully(stream)
+        except (OSError, trio.ClosedResourceError, trio.BusyResourceError):
+            pass  # broken or closed already; or a reader of ours is still waiting on it
+    if raw.fileno() != -1:
+        trio.lowlevel.notify_closing(raw)
+        raw.close()
+
+
+async def _receive_plain(raw: socket.socket, size: int) -> bytes:
+    """Up to ``size`` bytes from a plain non-blocking socket, before the handshake or after the end.
+
+    A checkpoint before and a cancel-shielded one after, as every Trio receive
+    has; ``OSError`` if the socket broke. (``NativeTransport._read`` does the
+    same for a connection's messages, with their errors as the end of the stream.)
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    while True:
+        try:
+            data = raw.recv(size)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(raw)
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+
+async def _send_plain(raw: socket.socket, data: bytes) -> None:
+    """Write all of ``data`` (an answer to a request that is not a WebSocket handshake)."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    sent = 0
+    with memoryview(data) as view:
+        while True:
+            with contextlib.suppress(BlockingIOError):
+                sent += raw.send(view[sent:])
+            if sent == len(data):
+                break
+            await trio.lowlevel.wait_writable(raw)
+    await trio.lowlevel.cancel_shielded_checkpoint()

@@ -320,8 +320,7 @@ async def test_the_scope_has_both_addresses_of_the_connection() -> None:
     assert json.loads(payload) == [[ours[0], ours[1]], ["127.0.0.1", port], 1]
 
     # Without them (a listener on every address leaves the local one to the socket):
-    with trio.fail_after(TIMEOUT):
-        listener = trio.socket.socket()
+    with trio.fail_after(TIMEOUT), trio.socket.socket() as listener:
         await listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         async with await trio.open_tcp_stream(*listener.getsockname()) as peer:
@@ -330,15 +329,13 @@ async def test_the_scope_has_both_addresses_of_the_connection() -> None:
                 b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
             )
-            raw = socket.socket(fileno=accepted.detach())
-            raw.setblocking(False)
-            transport = await native_transport._read_request(raw, native_transport.NativeConfig())
-            assert transport is not None
-            scope = transport.scope({})
+            with socket.socket(fileno=accepted.detach()) as raw:
+                raw.setblocking(False)
+                transport = await native_transport._read_request(raw, native_transport.NativeConfig())
+                assert transport is not None
+                scope = transport.scope({})
             assert scope["client"] == peer.socket.getsockname()[:2]
             assert scope["server"] == listener.getsockname()[:2]
-            raw.close()
-        listener.close()
 
 
 @pytest.mark.parametrize(

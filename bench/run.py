@@ -718,7 +718,7 @@ def pair_orders(rep: int) -> tuple[int, int]:
 
     Returns (the side whose server starts first, the side whose load generator does).
 
-    The server started first does fewer connections per second than the other: 2-3% in the
+    The server started first does fewer connections per second than the other: 2-4% in the
     control pair, two copies of one program, so the order's doing. The load generator started
     first gets a head start of a few milliseconds. The server order alternates every
     repetition, the load generators' every two, so four repetitions make every combination;

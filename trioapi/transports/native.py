@@ -296,41 +296,13 @@ class NativeTransport:
                 continue
             self._reader = _HANDLER
             try:
-                data = await self._read()
+                data = await _recv(self._raw, self._buffer_size)
             finally:
                 self._reader = 0
             replies = self._absorb(data)
             if replies:
                 await self._send_control(replies)
         return inbox.popleft()
-
-    async def _read(self) -> bytes:
-        """The next bytes from the socket, ``b""`` once it has ended or broken.
-
-        As ``trio.SocketStream.receive_some`` does, without its layers per call:
-        try at once (a busy server usually finds the next message there already;
-        waiting for readiness first measured slower), and wait only if nothing
-        is there. Once bytes are read nothing can cancel their return, so
-        nothing read is lost.
-        """
-        raw = self._raw
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                data = raw.recv(self._buffer_size)
-            except BlockingIOError:
-                pass
-            else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return data
-            while True:
-                await trio.lowlevel.wait_readable(raw)
-                try:
-                    return raw.recv(self._buffer_size)
-                except BlockingIOError:  # woken for nothing after all
-                    pass
-        except (OSError, trio.ClosedResourceError):
-            return b""
 
     def _absorb(self, data: bytes) -> list[tuple[bytes, int]] | None:
         """Parse ``data`` (``b""`` at end of stream): keep messages, return the frames to answer with.
@@ -415,7 +387,7 @@ class NativeTransport:
             while self._waiter is None and self._gone is None and len(self._inbox) < self._queue_size:
                 with trio.CancelScope() as scope:
                     self._stand_in_scope = scope
-                    data = await self._read()
+                    data = await _recv(self._raw, self._buffer_size)
                 self._stand_in_scope = None
                 if scope.cancelled_caught:
                     break  # the handler is back
@@ -574,8 +546,7 @@ class NativeTransport:
         """Drop the TCP connection (a dead peer, a frame cut short): readers and writers see 1006."""
         self._broken = True
         self._set_gone(1006, "")
-        trio.lowlevel.notify_closing(self._raw)  # wakes a reader or writer waiting on it
-        self._raw.close()
+        _close(self._raw)  # wakes a reader or writer waiting on it
 
     # -- the end ---------------------------------------------------------------
 
@@ -599,7 +570,7 @@ class NativeTransport:
             with contextlib.suppress(PeerClosed):
                 await self._write(close_frame(*self._gone), _GOODBYE, shielded=True)
         while self._state == _LOCAL_CLOSING and not self._corrupt:
-            data = await self._read()
+            data = await _recv(self._raw, self._buffer_size)
             if not data:
                 return
             self._inbox.clear()
@@ -636,7 +607,7 @@ async def _read_request(raw: socket.socket, config: NativeConfig) -> NativeTrans
         if len(buffer) > MAX_REQUEST_HEAD:
             await _send_plain(raw, _HEAD_TOO_LARGE)
             return None
-        chunk = await _receive_plain(raw, config.receive_buffer_size)
+        chunk = await _recv(raw, config.receive_buffer_size)
         if not chunk:
             raise ValueError("connection closed before the request head ended")
         buffer += chunk
@@ -802,31 +773,48 @@ async def _linger_close(raw: socket.socket) -> None:
     with trio.move_on_after(LINGER):
         try:
             raw.shutdown(socket.SHUT_WR)
-            while await _receive_plain(raw, 65536):
+            while await _recv(raw, 65536):
                 pass
-        except (OSError, trio.ClosedResourceError, trio.BusyResourceError):
+        except (OSError, trio.BusyResourceError):
             pass  # broken or closed already; or a reader of ours is still waiting on it
+    _close(raw)
+
+
+def _close(raw: socket.socket) -> None:
+    """Close a plain socket (once): wake whoever waits on it first, as Trio asks."""
     if raw.fileno() != -1:
         trio.lowlevel.notify_closing(raw)
         raw.close()
 
 
-async def _receive_plain(raw: socket.socket, size: int) -> bytes:
-    """Up to ``size`` bytes from a plain non-blocking socket, before the handshake or after the end.
+async def _recv(raw: socket.socket, size: int) -> bytes:
+    """The next bytes (up to ``size``) from a plain non-blocking socket, ``b""`` once it has ended or broken.
 
-    A checkpoint before and a cancel-shielded one after, as every Trio receive
-    has; ``OSError`` if the socket broke. (``NativeTransport._read`` does the
-    same for a connection's messages, with their errors as the end of the stream.)
+    As ``trio.SocketStream.receive_some`` does, without its layers per call:
+    try at once (a busy server usually finds the next message there already;
+    waiting for readiness first measured slower), and wait only if nothing
+    is there. Once bytes are read nothing can cancel their return, so
+    nothing read is lost. A module function, called directly by each reader
+    (the handshake, the handler, the stand-in, the close, the linger): every
+    idle connection keeps the frames of its await chain.
     """
-    await trio.lowlevel.checkpoint_if_cancelled()
-    while True:
+    try:
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             data = raw.recv(size)
         except BlockingIOError:
-            await trio.lowlevel.wait_readable(raw)
+            pass
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
+        while True:
+            await trio.lowlevel.wait_readable(raw)
+            try:
+                return raw.recv(size)
+            except BlockingIOError:  # woken for nothing after all
+                pass
+    except (OSError, trio.ClosedResourceError):
+        return b""
 
 
 async def _send_plain(raw: socket.socket, data: bytes) -> None:

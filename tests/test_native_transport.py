@@ -26,6 +26,7 @@ import trioapi
 from trioapi import TrioAPI, WebSocket, WebSocketDisconnect
 from trioapi.broadcast import ConnectionHub
 from trioapi.server import ServerConfig
+from trioapi.server import _native as native_server
 from trioapi.transports import native as native_transport
 
 TIMEOUT = 10
@@ -331,7 +332,7 @@ async def test_the_scope_has_both_addresses_of_the_connection() -> None:
             )
             with socket.socket(fileno=accepted.detach()) as raw:
                 raw.setblocking(False)
-                transport = await native_transport._read_request(raw, native_transport.NativeConfig())
+                transport = await native_server.read_request(raw, native_transport.NativeConfig())
                 assert transport is not None
                 scope = transport.scope({})
             assert scope["client"] == peer.socket.getsockname()[:2]

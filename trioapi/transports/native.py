@@ -28,16 +28,13 @@ import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 from urllib.parse import unquote
 
 import attrs
 import trio
-from wsproto.connection import SERVER
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.handshake import H11Handshake
-from wsproto.utilities import RemoteProtocolError
 
 from trioapi.transports import PeerClosed
 from trioapi.transports._frames import (
@@ -50,13 +47,20 @@ from trioapi.transports._frames import (
     close_frame,
     frame,
 )
-from trioapi.websockets import WebSocket
 
 if TYPE_CHECKING:
     from trioapi._types import Scope
-    from trioapi.applications import TrioAPI
 
-__all__ = ["Address", "NativeConfig", "NativeTransport", "Supervisor", "handle_native_stream"]
+__all__ = [
+    "Address",
+    "NativeConfig",
+    "NativeTransport",
+    "Supervisor",
+    "close_socket",
+    "header_lines",
+    "recv",
+    "send_plain",
+]
 
 logger = logging.getLogger("trioapi.native")
 
@@ -65,21 +69,15 @@ Address: TypeAlias = tuple[str, int]
 
 #: Set on every accepted socket, as ``trio.SocketStream`` would: no Nagle delay for
 #: small frames, and writability reported only once little is left unsent.
-_STREAM_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+STREAM_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 if hasattr(socket, "TCP_NOTSENT_LOWAT"):
-    _STREAM_OPTIONS.append((socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14))
+    STREAM_OPTIONS.append((socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14))
 
 #: Seconds the peer gets to answer our close frame before its socket is closed.
 CLOSE_HANDSHAKE_TIMEOUT = 2.0
 
-#: Seconds a closing connection waits for its peer to read our last frames and hang up.
-LINGER = 1.0
-
 #: Default seconds a keepalive ping may wait for its pong.
 DEFAULT_PING_TIMEOUT = 20.0
-
-#: Longest HTTP request head accepted before the handshake, in bytes.
-MAX_REQUEST_HEAD = 16 * 1024
 
 #: How often the supervisor looks for handlers that stopped receiving, in seconds.
 #: A ping or close from the peer of such a handler is answered within two of these.
@@ -123,7 +121,7 @@ def _message_frame(message: str | bytes) -> bytes:
     return frame(BINARY, message)  # type: ignore[arg-type]
 
 
-def _header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
+def header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
     """The ``(name, value)`` lines of an HTTP request head, names lowercased, both stripped."""
     headers = []
     for line in head.split(b"\r\n")[1:]:
@@ -231,7 +229,7 @@ class NativeTransport:
         """
         target = self._request.target
         path, _, query = target.partition("?")
-        headers = _header_lines(self._head)
+        headers = header_lines(self._head)
         self._head = b""  # the scope has the headers now
         scope: Scope = {
             "type": "websocket",
@@ -296,7 +294,7 @@ class NativeTransport:
                 continue
             self._reader = _HANDLER
             try:
-                data = await _recv(self._raw, self._buffer_size)
+                data = await recv(self._raw, self._buffer_size)
             finally:
                 self._reader = 0
             replies = self._absorb(data)
@@ -387,7 +385,7 @@ class NativeTransport:
             while self._waiter is None and self._gone is None and len(self._inbox) < self._queue_size:
                 with trio.CancelScope() as scope:
                     self._stand_in_scope = scope
-                    data = await _recv(self._raw, self._buffer_size)
+                    data = await recv(self._raw, self._buffer_size)
                 self._stand_in_scope = None
                 if scope.cancelled_caught:
                     break  # the handler is back
@@ -546,7 +544,7 @@ class NativeTransport:
         """Drop the TCP connection (a dead peer, a frame cut short): readers and writers see 1006."""
         self._broken = True
         self._set_gone(1006, "")
-        _close(self._raw)  # wakes a reader or writer waiting on it
+        close_socket(self._raw)  # wakes a reader or writer waiting on it
 
     # -- the end ---------------------------------------------------------------
 
@@ -570,68 +568,11 @@ class NativeTransport:
             with contextlib.suppress(PeerClosed):
                 await self._write(close_frame(*self._gone), _GOODBYE, shielded=True)
         while self._state == _LOCAL_CLOSING and not self._corrupt:
-            data = await _recv(self._raw, self._buffer_size)
+            data = await recv(self._raw, self._buffer_size)
             if not data:
                 return
             self._inbox.clear()
             self._absorb(data)
-
-
-_UPGRADE_BODY = b"This server only speaks WebSocket (RFC 6455)\n"
-
-
-def _plain_response(status: int, phrase: str, body: bytes, headers: tuple[str, ...] = ()) -> bytes:
-    """An HTTP/1.1 response that closes the connection, for requests that never become WebSockets."""
-    lines = [
-        f"HTTP/1.1 {status} {phrase}",
-        *headers,
-        "Connection: close",
-        "Content-Type: text/plain; charset=utf-8",
-        f"Content-Length: {len(body)}",
-    ]
-    return "\r\n".join(lines).encode() + b"\r\n\r\n" + body
-
-
-_UPGRADE_REQUIRED = _plain_response(426, "Upgrade Required", _UPGRADE_BODY, ("Upgrade: websocket",))
-_HEAD_TOO_LARGE = _plain_response(431, "Request Header Fields Too Large", b"Request head too large\n")
-
-
-def _is_upgrade(head: bytes) -> bool:
-    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in _header_lines(head))
-
-
-async def _read_request(raw: socket.socket, config: NativeConfig) -> NativeTransport | None:
-    """Read the upgrade request; answer anything else (plain HTTP, bad requests) and return ``None``."""
-    buffer = b""
-    while (end := buffer.find(b"\r\n\r\n")) < 0:
-        if len(buffer) > MAX_REQUEST_HEAD:
-            await _send_plain(raw, _HEAD_TOO_LARGE)
-            return None
-        chunk = await _recv(raw, config.receive_buffer_size)
-        if not chunk:
-            raise ValueError("connection closed before the request head ended")
-        buffer += chunk
-    if end > MAX_REQUEST_HEAD:
-        await _send_plain(raw, _HEAD_TOO_LARGE)
-        return None
-    head, trailing = buffer[: end + 4], buffer[end + 4 :]
-    if not _is_upgrade(head):
-        await _send_plain(raw, _UPGRADE_REQUIRED)
-        return None
-    handshake = H11Handshake(SERVER)
-    try:
-        handshake.receive_data(head)
-        event = next(iter(handshake.events()), None)
-    except RemoteProtocolError as exc:
-        hint = exc.event_hint
-        status = hint.status_code if isinstance(hint, RejectConnection) else 400
-        extra = tuple(f"{k.decode()}: {v.decode()}" for k, v in getattr(hint, "headers", ()))
-        await _send_plain(raw, _plain_response(status, HTTPStatus(status).phrase, f"{exc}\n".encode(), extra))
-        return None
-    if not isinstance(event, Request):
-        await _send_plain(raw, _plain_response(400, "Bad Request", b"Not a WebSocket handshake\n"))
-        return None
-    return NativeTransport(raw, handshake, event, head[:-4], trailing, config)
 
 
 class Supervisor:
@@ -714,80 +655,14 @@ async def _guarded(fn: Callable[[], Awaitable[None]], transport: NativeTransport
         transport.abort()
 
 
-async def handle_native_stream(
-    app: TrioAPI,
-    config: NativeConfig,
-    state: dict[str, Any],
-    supervisor: Supervisor,
-    raw: socket.socket,
-    peer: Address | None = None,
-    local: Address | None = None,
-) -> None:
-    """Serve one accepted TCP connection: handshake, then the app's handler; never raises.
-
-    ``peer`` and ``local``, the connection's two addresses when the accept loop
-    knows them, save asking the socket (the scope's ``client`` and ``server``).
-
-    Its frame stays alive as long as the connection does, so it is kept to one
-    (the handshake runs in a helper that has returned by then).
-    """
-    raw.setblocking(False)
-    for level, option, value in _STREAM_OPTIONS:
-        with contextlib.suppress(OSError):
-            raw.setsockopt(level, option, value)
-    try:
-        transport = None
-        with trio.move_on_after(config.handshake_timeout) as handshake:
-            transport = await _read_request(raw, config)
-        if handshake.cancelled_caught:
-            logger.debug("Handshake not completed within %ss", config.handshake_timeout)
-        if transport is not None:
-            supervisor.watch(transport)
-            try:
-                await app.handle_websocket(
-                    WebSocket(transport.scope(state, peer, local), transport=transport)
-                )
-            finally:
-                supervisor.forget(transport)
-            # Our close frame is out (or the peer's came in): let the peer answer, within a bound.
-            with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
-                await transport.finish()
-    except (ValueError, OSError, trio.ClosedResourceError) as dropped:
-        logger.debug("Connection dropped: %s", dropped)
-    except Exception:
-        logger.exception("Unexpected error in the native transport")
-    finally:
-        with trio.CancelScope(shield=True):
-            await _linger_close(raw)
-
-
-async def _linger_close(raw: socket.socket) -> None:
-    """Close the socket only once the peer has read what we sent, within ``LINGER`` seconds.
-
-    Closing a socket with unread input makes the kernel send a reset, which can
-    destroy our last frames in flight: a 1009 close, say, to a client still
-    sending the oversized message. So: end our side, discard what the peer
-    still sends until it closes too (or time runs out), then close. The socket
-    may be closed already (``NativeTransport.abort``).
-    """
-    with trio.move_on_after(LINGER):
-        try:
-            raw.shutdown(socket.SHUT_WR)
-            while await _recv(raw, 65536):
-                pass
-        except (OSError, trio.BusyResourceError):
-            pass  # broken or closed already; or a reader of ours is still waiting on it
-    _close(raw)
-
-
-def _close(raw: socket.socket) -> None:
+def close_socket(raw: socket.socket) -> None:
     """Close a plain socket (once): wake whoever waits on it first, as Trio asks."""
     if raw.fileno() != -1:
         trio.lowlevel.notify_closing(raw)
         raw.close()
 
 
-async def _recv(raw: socket.socket, size: int) -> bytes:
+async def recv(raw: socket.socket, size: int) -> bytes:
     """The next bytes (up to ``size``) from a plain non-blocking socket, ``b""`` once it has ended or broken.
 
     As ``trio.SocketStream.receive_some`` does, without its layers per call:
@@ -817,7 +692,7 @@ async def _recv(raw: socket.socket, size: int) -> bytes:
         return b""
 
 
-async def _send_plain(raw: socket.socket, data: bytes) -> None:
+async def send_plain(raw: socket.socket, data: bytes) -> None:
     """Write all of ``data`` (an answer to a request that is not a WebSocket handshake)."""
     await trio.lowlevel.checkpoint_if_cancelled()
     sent = 0

@@ -1,0 +1,32 @@
+"""``ServerConfig``: the limits every server applies the same way."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["ServerConfig"]
+
+
+@attrs.frozen
+class ServerConfig:
+    """Limits shared by both servers; each default is explained in the deployment guide."""
+
+    #: Close 1009 for a larger message (bytes on hypercorn, characters on native for text).
+    max_message_size: int = 1024 * 1024
+    #: Keepalive ping interval in seconds; ``None`` turns pings off.
+    ping_interval: float | None = 20.0
+    #: With pings on, drop a peer that has sent nothing (not even a pong) for this
+    #: long: hypercorn's ``read_timeout``; natively, the ping's answer deadline is
+    #: ``idle_timeout - ping_interval``. Ignored when pings are off, so that a quiet
+    #: but healthy client is never dropped.
+    idle_timeout: float | None = 60.0
+    #: Seconds open WebSockets get to finish after close 1001 on shutdown.
+    graceful_timeout: float = 5.0
+    #: Seconds a client has to complete its handshake.
+    handshake_timeout: float = 10.0
+    #: Whether the app tunes the garbage collector once started (``tune_gc``):
+    #: ``serve()`` sets the app's ``tune_gc`` to this. Off by default here, since
+    #: it changes the whole process you embed the server in; ``trioapi run``, which
+    #: owns its process, turns it on (``--no-tune-gc`` to opt out), as does the
+    #: app itself under ``hypercorn``.
+    tune_gc: bool = False

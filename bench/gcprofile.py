@@ -7,7 +7,7 @@
 
 Runs the server inside this process (as ``bench/memprofile.py`` does), makes one echo, then
 collects, freezes the heap and sets generation 0's threshold (``--threshold``; trioapi's default
-is ``trioapi._gc.YOUNG_THRESHOLD``) and drives one scenario with the load generator while
+is ``trioapi.server._process.YOUNG_THRESHOLD``) and drives one scenario with the load generator while
 ``gc.callbacks`` count every collection and time it. The report gives the scenario's rate, the
 collections by generation and the seconds spent in them, against the wall time of the run.
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE))
 import memprofile  # noqa: E402  (bench/memprofile.py, after the path is set)
 import run as bench  # noqa: E402
 
-from trioapi._gc import YOUNG_THRESHOLD  # noqa: E402
+from trioapi.server._process import YOUNG_THRESHOLD  # noqa: E402
 
 #: scenario -> (load generator mode, path, extra arguments, the rate's key in its report)
 SCENARIOS: dict[str, tuple[str, str, list[str], str]] = {

@@ -215,7 +215,7 @@ SERVERS += [
     ),
     Server(
         "trioapi-hypercorn-nogc",
-        "trioapi on hypercorn-trio, GC untouched (tune_gc=False)",
+        "trioapi on hypercorn-trio, GC untouched (TRIOAPI_ADOPT_WORKERS=0)",
         hypercorn("bench.servers.trioapi_echo_nogc:app"),
         _trioapi_app,
         hub_path="/broadcast-hub",

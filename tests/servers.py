@@ -18,7 +18,7 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("hypercorn", "native")
+KINDS = ("hypercorn", "native", "trio-websocket")
 
 
 def free_port() -> int:
@@ -42,19 +42,8 @@ def command(kind: str, target: str, port: int, *extra: str) -> list[str]:
             *extra,
             target,
         ]
-    if kind == "native":
-        return [
-            sys.executable,
-            "-m",
-            "trioapi",
-            "run",
-            target,
-            "--server",
-            "trio-websocket",
-            "--port",
-            str(port),
-            *extra,
-        ]
+    if kind in ("native", "trio-websocket"):
+        return [sys.executable, "-m", "trioapi", "run", target, "--server", kind, "--port", str(port), *extra]
     if kind == "trioapi-hypercorn":
         return [sys.executable, "-m", "trioapi", "run", target, "--port", str(port), *extra]
     raise ValueError(kind)

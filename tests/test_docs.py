@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+import trioapi.server
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 REFERENCE = DOCS / "reference"
@@ -139,7 +141,8 @@ def test_every_public_name_is_in_the_reference(module_name: str) -> None:
 def test_the_reference_check_notices_a_missing_name() -> None:
     # If a members list forgot a name, or a module lost its page, the check above would say so.
     directives = reference_directives()
-    assert missing_names("trioapi.server", {**directives, "trioapi.server": ["serve", "ServerKind", "tune_gc"]}) == [
+    everything_but_the_config = [name for name in trioapi.server.__all__ if name != "ServerConfig"]
+    assert missing_names("trioapi.server", {**directives, "trioapi.server": everything_but_the_config}) == [
         "ServerConfig"
     ]
     without_websockets = {key: value for key, value in directives.items() if key != "trioapi.websockets"}

@@ -1,20 +1,22 @@
 """One WebSocket connection, from route match to the last close frame.
 
-Shape of a connection (everything below is owned by trioapi)::
+Shape of a connection (everything below is opened and owned by trioapi)::
 
     the server's task for this connection
-    └── session scope (cancelled by a failed task, or by shutdown after its grace)
-        └── dependencies → handler → teardown (shielded, bounded) → final close frame
-    tasks from websocket.start_soon(...)   in the app nursery, each in a scope of
-                                           its own; cancelled and awaited when the
-                                           session ends, so none outlives it
+    └── the session's cancel scope     (cancelled when shutdown's grace runs out)
+        └── dependencies               (solved first; torn down after the nursery has closed)
+            └── the connection's nursery  (websocket.nursery)
+                ├── the handler, in the connection's own task (the nursery's body)
+                ├── tasks from websocket.start_soon(...)
+                └── the stand-in reader, while the handler is busy elsewhere
+        then the close that fits (shielded, bounded), and the peer's answer to it
 
-No nursery, task or shield per connection unless the handler starts a task:
-an idle connection costs its await chain and little else. When the server
-itself cancels the connection (hypercorn does, at the end of its
-``graceful_timeout``), the cancellation lands in the handler; a pending
-``receive_*`` turns it into ``WebSocketDisconnect(1001)`` and the final close
-frame carries 1001, instead of leaving the client with 1006.
+When the handler returns, its nursery is cancelled, so the tasks it started end
+with it; a task that fails cancels the handler and the connection closes with
+1011. When the server itself cancels the connection (hypercorn does, at the end
+of its ``graceful_timeout``), the cancellation lands in the handler; a pending
+``receive_*`` turns it into ``WebSocketDisconnect(1001)`` and the close frame
+carries 1001, instead of leaving the client with 1006.
 
 The error contract is the same on every server: normal return → 1000; return
 without accept → 403; ``WebSocketException`` → its code; ``HTTPException`` →
@@ -26,26 +28,47 @@ parameter; anything else → logged with its traceback, then 500 before accept o
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+import attrs
 import trio
 
 from trioapi._errors import is_cancellation, single_error
 from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, ValidationError, WebSocketException
 from trioapi.responses import JSONResponse
-from trioapi.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from trioapi.websockets import (
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketState,
+    attach_nursery,
+    finish_closing,
+    go_away,
+    going_away,
+    needs_stand_in,
+    read_for_idle_handler,
+)
 
 if TYPE_CHECKING:
     from trioapi._types import Scope
-    from trioapi.applications import TrioAPI
+    from trioapi.requests import HTTPConnection
+    from trioapi.responses import Response
     from trioapi.routing import APIWebSocketRoute
+
+__all__ = ["CLOSE_TIMEOUT", "ConnectionPolicy", "ConnectionRegistry", "ExceptionHandler", "serve_websocket"]
 
 logger = logging.getLogger("trioapi")
 
-#: Bound on sending a final close frame; a peer that does not read cannot hold us.
+#: Bound on sending a final close frame, and on waiting for the peer's answer.
 CLOSE_TIMEOUT = 2.0
+
+#: How often the registry looks for handlers that stopped receiving, in seconds.
+#: A peer that leaves such a handler is noticed within two of these.
+IDLE_CHECK_INTERVAL = 0.5
+
+#: ``async def handler(connection, exc)``: what ``TrioAPI.exception_handler`` registers.
+ExceptionHandler: TypeAlias = Callable[["HTTPConnection", Exception], Awaitable["Response | None"]]
 
 
 def raises_into_tests(scope: Scope) -> bool:
@@ -54,29 +77,35 @@ def raises_into_tests(scope: Scope) -> bool:
     return bool(testing and testing.get("raise_server_exceptions"))
 
 
+@attrs.frozen
+class ConnectionPolicy:
+    """What serving a connection needs from the app, and nothing more of it."""
+
+    #: The open connections, so that shutdown can say goodbye to each.
+    registry: ConnectionRegistry
+    #: The exception handler registered for an exception's closest class, if any.
+    exception_handler: Callable[[Exception], ExceptionHandler | None]
+    #: ``app.dependency_overrides`` (the same dict: tests change it after startup).
+    dependency_overrides: Mapping[Callable[..., Any], Callable[..., Any]]
+    #: Seconds the teardown of the dependencies may take.
+    teardown_timeout: float
+
+
+class Session:
+    """One connection's run: its cancel scope and its WebSocket, registered while it runs."""
+
+    __slots__ = ("scope", "websocket")
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        #: Cancelled when the grace of a shutdown runs out (``ConnectionRegistry.go_away``).
+        self.scope = trio.CancelScope()
+
+
 async def _final_close(websocket: WebSocket, code: int, reason: str = "") -> None:
-    """Send the close frame that ends a session, shielded and bounded in time."""
-    state = websocket.application_state
-    if state is WebSocketState.CONNECTED or state is WebSocketState.CONNECTING:
-        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-            await websocket.close(code, reason)
-
-
-async def wait_for_close_answer(websocket: WebSocket) -> None:
-    """If the app closed an accepted connection the peer has not closed, wait for its answer.
-
-    Bounded by ``CLOSE_TIMEOUT``; for servers reached through ASGI (the native
-    server does the same for its own connections).
-    """
-    if websocket._local_close is not None and websocket.client_state is WebSocketState.CONNECTED:
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            try:
-                await websocket._transport.finish()
-            except Exception:
-                # The session is over; a server that fails a receive after our close
-                # has nothing more to tell the app.
-                logger.debug("WebSocket %s: no close answer", websocket.scope.get("path", "?"), exc_info=True)
-        websocket.client_state = WebSocketState.DISCONNECTED
+    """Send the close frame that ends a session (or finish a refusal), shielded and bounded in time."""
+    with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+        await websocket.close(code, reason)
 
 
 async def _deny_http(websocket: WebSocket, exc: HTTPException) -> None:
@@ -86,7 +115,7 @@ async def _deny_http(websocket: WebSocket, exc: HTTPException) -> None:
         await websocket.send_denial_response(response)
 
 
-async def _end_with_error(app: TrioAPI, websocket: WebSocket, error: BaseException) -> bool:
+async def _end_with_error(policy: ConnectionPolicy, websocket: WebSocket, error: BaseException) -> bool:
     """Answer an exception that ended a session; return True if it was a bug to re-raise in tests."""
     exc = single_error(error)
     connecting = websocket.application_state is WebSocketState.CONNECTING
@@ -109,11 +138,15 @@ async def _end_with_error(app: TrioAPI, websocket: WebSocket, error: BaseExcepti
         logger.info("WebSocket %s: closing with %s (%s)", path, exc.code, exc.reason)
         await _final_close(websocket, exc.code, exc.reason)
         return False
-    if isinstance(exc, Exception) and (handler := app.lookup_exception_handler(exc)) is not None:
+    if isinstance(exc, Exception) and (handler := policy.exception_handler(exc)) is not None:
         await handler(websocket, exc)
         await _final_close(websocket, 1000)
         return False
-    logger.error("Exception in WebSocket handler for %s", path, exc_info=error)
+    if isinstance(error, BaseExceptionGroup):
+        for leaf in _leaves(error):  # a handler and a task may both have failed
+            logger.error("Exception in WebSocket handler for %s", path, exc_info=leaf)
+    else:
+        logger.error("Exception in WebSocket handler for %s", path, exc_info=error)
     if connecting:
         with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await websocket.deny(500, [(b"content-length", b"0")])
@@ -122,104 +155,119 @@ async def _end_with_error(app: TrioAPI, websocket: WebSocket, error: BaseExcepti
     return True
 
 
-async def serve_websocket(
-    app: TrioAPI, route: APIWebSocketRoute, websocket: WebSocket, host: trio.Nursery | None = None
-) -> None:
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        elif not isinstance(exc, trio.Cancelled):
+            yield exc
+
+
+async def serve_websocket(policy: ConnectionPolicy, route: APIWebSocketRoute, websocket: WebSocket) -> None:
     """Run one WebSocket connection: dependencies, handler, teardown, and the close that fits.
 
     Never lets an error escape to the server; the one exception is the test
-    client asking for server errors to be re-raised. Tasks from
-    ``websocket.start_soon`` run in ``host``: the app nursery while the lifespan
-    is open (a connection that never starts one pays for no nursery of its own),
-    else a nursery opened here. Either way they end before this returns.
-
-    One coroutine frame for the whole session, on purpose: every idle connection
-    keeps the frames of its await chain alive.
+    client asking for server errors to be re-raised.
     """
-    if host is None:
-        host = app._nursery
-        if host is None:
-            async with trio.open_nursery() as nursery:
-                await serve_websocket(app, route, websocket, nursery)
-            return
-    session_scope = websocket._session_scope = trio.CancelScope()
-    websocket._runner = trio.lowlevel.current_task()
-    websocket._host = host
-    app.connections.add(websocket)
+    session = Session(websocket)
+    policy.registry.add(session)
     bug: BaseException | None = None
     try:
-        with session_scope:
+        with session.scope:
             try:
-                if route.plan.connection_only is not None:
-                    # Nothing to solve or tear down (decided when the route was declared).
-                    await route.endpoint(**dict.fromkeys(route.plan.connection_only, websocket))
-                else:
-                    async with dependency_exit_stack(app.teardown_timeout) as stack:
+                async with dependency_exit_stack(policy.teardown_timeout) as stack:
+                    if route.plan.connection_only is not None:
+                        # Nothing to solve (decided when the route was declared).
+                        values = dict.fromkeys(route.plan.connection_only, websocket)
+                    else:
                         values = await solve_dependencies(
-                            route.plan, websocket, stack=stack, overrides=app.dependency_overrides
+                            route.plan, websocket, stack=stack, overrides=policy.dependency_overrides
                         )
-                        await route.endpoint(**values)
+                    failure = None
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            attach_nursery(websocket, nursery)
+                            await route.endpoint(**values)
+                            nursery.cancel_scope.cancel()  # the handler is done: so are its tasks
+                    except BaseExceptionGroup as group:
+                        # The handler's (or a task's) one error, as the dependencies and the
+                        # error contract expect it, not in the nursery's group of one.
+                        if (failure := single_error(group)) is group:
+                            raise
+                    finally:
+                        attach_nursery(websocket, None)
+                    if failure is not None:
+                        raise failure  # outside the except block: no cycle through __context__
             except Exception as error:
-                if websocket._going_away is not None:
-                    await _final_close(websocket, websocket._going_away, "server shutting down")
-                if await _end_with_error(app, websocket, error) and raises_into_tests(websocket.scope):
-                    bug = error
+                if (code := going_away(websocket)) is not None:
+                    await _final_close(websocket, code, "server shutting down")
+                if await _end_with_error(policy, websocket, error) and raises_into_tests(websocket.scope):
+                    bug = single_error(error)
             except BaseException as error:
-                # A cancellation that is not ours (a failed task, the registry's
-                # grace running out) comes from the server: say goodbye with 1001.
-                if is_cancellation(error) and not session_scope.cancel_called:
-                    websocket._go_away(1001)
+                # A cancellation that is not the session's own (shutdown's grace
+                # running out) comes from the server: say goodbye with 1001.
+                if is_cancellation(error) and not session.scope.cancel_called:
+                    go_away(websocket, 1001)
                 raise
             finally:
-                # Also on trio.Cancelled (shutdown, or a failed connection task):
-                # the client must still get a close frame that says why.
-                if websocket._failure is not None:
-                    await _final_close(websocket, 1011, "Internal Server Error")
-                elif websocket._going_away is not None:
-                    await _final_close(websocket, websocket._going_away, "server shutting down")
+                # Also on trio.Cancelled: the client must still get a close frame that says why.
+                if (code := going_away(websocket)) is not None:
+                    await _final_close(websocket, code, "server shutting down")
             # Return without accept refuses the handshake (403); after accept, 1000.
             await _final_close(websocket, 1000)
+        # Our close frame is out: the peer's answer ends the conversation (RFC 6455 7.1.1).
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                await finish_closing(websocket)
+            except Exception:
+                # The session is over; a server that fails a receive after our close
+                # has nothing more to tell the app.
+                logger.debug("WebSocket %s: no close answer", websocket.scope.get("path", "?"), exc_info=True)
     finally:
-        websocket._host = None
-        tasks = websocket._tasks
-        if tasks is not None:
-            await tasks.aclose()
-        app.connections.discard(websocket)
-    if bug is None and websocket._failure is not None and raises_into_tests(websocket.scope):
-        bug = websocket._failure
+        policy.registry.discard(session)
     if bug is not None:
         raise bug
 
 
 class ConnectionRegistry:
-    """The open WebSocket connections of one app, so shutdown can say goodbye to each."""
+    """The open WebSocket connections of one app: shutdown says goodbye to each.
+
+    While the app's lifespan runs, ``run`` also looks every ``IDLE_CHECK_INTERVAL``
+    for handlers that have stopped receiving and starts a stand-in reader in
+    their connection's nursery, so that a handler that only sends learns that
+    its peer has gone, on every server.
+    """
 
     def __init__(self) -> None:
-        self._connections: set[WebSocket] = set()
+        self._sessions: set[Session] = set()
         # Made only while go_away() waits: connections come and go without it.
         self._empty: trio.Event | None = None
+        # Set while the idle check waits for a first connection.
+        self._nonempty: trio.Event | None = None
 
-    def add(self, websocket: WebSocket) -> None:
+    def add(self, session: Session) -> None:
         """Register a connection that has started."""
-        self._connections.add(websocket)
+        self._sessions.add(session)
+        if self._nonempty is not None:
+            self._nonempty.set()
 
-    def discard(self, websocket: WebSocket) -> None:
+    def discard(self, session: Session) -> None:
         """Forget a connection that has ended."""
-        self._connections.discard(websocket)
-        if not self._connections and self._empty is not None:
+        self._sessions.discard(session)
+        if not self._sessions and self._empty is not None:
             self._empty.set()
 
     async def _wait_empty(self) -> None:
-        if self._connections:
+        if self._sessions:
             if self._empty is None or self._empty.is_set():
                 self._empty = trio.Event()
             await self._empty.wait()
 
     def __len__(self) -> int:
-        return len(self._connections)
+        return len(self._sessions)
 
     def __iter__(self) -> Iterator[WebSocket]:
-        return iter(list(self._connections))
+        return iter([session.websocket for session in self._sessions])
 
     async def go_away(self, grace: float) -> None:
         """Close every connection with 1001 and wait up to ``grace`` seconds for their handlers.
@@ -228,19 +276,31 @@ class ConnectionRegistry:
         ``grace`` are cancelled (their teardown still runs, shielded and bounded).
         """
         async with trio.open_nursery() as nursery:
-            for websocket in self:
-                nursery.start_soon(_say_goodbye, websocket)
+            for session in list(self._sessions):
+                nursery.start_soon(_say_goodbye, session.websocket)
         with trio.move_on_after(grace):
             await self._wait_empty()
-        for websocket in self:
-            if websocket._session_scope is not None:
-                websocket._session_scope.cancel()
+        for session in list(self._sessions):
+            session.scope.cancel()
         with trio.move_on_after(CLOSE_TIMEOUT + 1):
             await self._wait_empty()
 
+    async def run(self) -> None:
+        """Start stand-in readers for idle handlers, until cancelled (in the app nursery)."""
+        while True:
+            if not self._sessions:
+                self._nonempty = trio.Event()
+                await self._nonempty.wait()
+                self._nonempty = None
+            await trio.sleep(IDLE_CHECK_INTERVAL)
+            for session in list(self._sessions):
+                websocket = session.websocket
+                if needs_stand_in(websocket):
+                    websocket.nursery.start_soon(read_for_idle_handler, websocket)
+
 
 async def _say_goodbye(websocket: WebSocket) -> None:
-    websocket._go_away(1001)
+    go_away(websocket, 1001)
     if websocket.application_state is WebSocketState.CONNECTED:
         with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
             await websocket.close(1001, "server shutting down")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+import attrs
 import trio
 
-from trioapi._connection import ConnectionRegistry, raises_into_tests, serve_websocket, wait_for_close_answer
+from trioapi._connection import (
+    ConnectionPolicy,
+    ConnectionRegistry,
+    ExceptionHandler,
+    raises_into_tests,
+    serve_websocket,
+)
 from trioapi._errors import is_cancellation, single_error
-from trioapi._gc import connection_closed, tune_gc
-from trioapi._signals import goodbye_on_sigterm, sigterm_left_to_default
 from trioapi.datastructures import State
 from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, RequestValidationError
@@ -20,19 +25,18 @@ from trioapi.requests import Request
 from trioapi.responses import JSONResponse, Response
 from trioapi.routing import APIRoute, APIRouter, APIWebSocketRoute, BaseRoute
 from trioapi.security.origin import origin_allowed
+from trioapi.server._process import adopt_worker_process, connection_closed
 from trioapi.websockets import WebSocket
 
 if TYPE_CHECKING:
     from trioapi._types import Receive, Scope, Send
     from trioapi.params import Depends
-    from trioapi.requests import HTTPConnection
 
 __all__ = ["TrioAPI"]
 
 logger = logging.getLogger("trioapi")
 
 Lifespan: TypeAlias = Callable[["TrioAPI"], AbstractAsyncContextManager[Mapping[str, Any] | None]]
-ExceptionHandler: TypeAlias = Callable[["HTTPConnection", Exception], Awaitable[Response | None]]
 Handler = TypeVar("Handler", bound=ExceptionHandler)
 
 
@@ -61,21 +65,10 @@ class TrioAPI(APIRouter):
     denied with 403 before any handler code runs. Turn it on whenever sockets
     are authenticated by cookies.
 
-    ``tune_gc`` (on by default): once the lifespan has started, freeze the
-    startup heap out of the garbage collector's way and collect young objects
-    rarely (``trioapi.server.tune_gc``), and every 100 ended connections, so what
-    the server leaves per connection does not pile up. Collections of a heap
-    holding thousands of connections otherwise set the latency tail and, in a
-    fan-out, a third of the throughput. The test client never tunes;
-    ``trioapi.serve()`` decides with ``ServerConfig.tune_gc``, ``trioapi run``
-    with ``--no-tune-gc``.
-
-    ``handle_sigterm`` (on by default): where the lifespan starts in a server's
-    worker process that would die of SIGTERM outright (hypercorn's command
-    line: its workers leave SIGTERM to the master), SIGTERM closes every open
-    WebSocket with 1001 first, so stopping the whole process group (systemd's
-    default) is as graceful as stopping the master. Processes that handle
-    SIGTERM themselves, ``trioapi run`` among them, are left alone.
+    What happens to the process the app runs in (garbage-collector tuning,
+    SIGTERM) is decided by whoever runs it: ``trioapi run`` and ``trioapi.serve``
+    (``ServerConfig``), or, in the worker processes of hypercorn's own command
+    line, the policy of ``trioapi.server``'s process module.
     """
 
     def __init__(
@@ -89,8 +82,6 @@ class TrioAPI(APIRouter):
         teardown_timeout: float = 5.0,
         shutdown_grace: float = 5.0,
         max_message_size: int | None = None,
-        tune_gc: bool = True,
-        handle_sigterm: bool = True,
     ) -> None:
         super().__init__(dependencies=dependencies, routes=routes)
         self.router: APIRouter = self
@@ -98,16 +89,27 @@ class TrioAPI(APIRouter):
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
         self.exception_handlers: dict[type[Exception], ExceptionHandler] = dict(exception_handlers or {})
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
-        self.teardown_timeout = teardown_timeout
         self.shutdown_grace = shutdown_grace
         self.max_message_size = max_message_size
-        #: Tune the garbage collector once the lifespan has started (see ``__init__``).
-        self.tune_gc = tune_gc
-        #: Say goodbye on SIGTERM in a server's worker process (see ``__init__``).
-        self.handle_sigterm = handle_sigterm
         self.state = State()
+        #: The open WebSocket connections (``len(app.connections)``; iterating gives each ``WebSocket``).
         self.connections = ConnectionRegistry()
+        self._policy = ConnectionPolicy(
+            registry=self.connections,
+            exception_handler=self.lookup_exception_handler,
+            dependency_overrides=self.dependency_overrides,
+            teardown_timeout=teardown_timeout,
+        )
         self._nursery: trio.Nursery | None = None
+
+    @property
+    def teardown_timeout(self) -> float:
+        """Seconds the teardown of a connection's dependencies may take."""
+        return self._policy.teardown_timeout
+
+    @teardown_timeout.setter
+    def teardown_timeout(self, value: float) -> None:
+        self._policy = attrs.evolve(self._policy, teardown_timeout=value)
 
     # -- app-wide concurrency --------------------------------------------------
 
@@ -159,10 +161,8 @@ class TrioAPI(APIRouter):
         """The ASGI 3 entry point."""
         kind = scope["type"]
         if kind == "websocket":
-            websocket = WebSocket(scope, receive, send)
             try:
-                await self._websocket_session(websocket)  # sets scope["app"]
-                await wait_for_close_answer(websocket)
+                await self._websocket_session(WebSocket(scope, receive, send))  # sets scope["app"]
             finally:
                 connection_closed()
             return
@@ -201,7 +201,7 @@ class TrioAPI(APIRouter):
         if allowed is not None and not origin_allowed(websocket.headers, allowed):
             logger.info("WebSocket %s: Origin %r not allowed", scope["path"], websocket.headers.get("origin"))
             return websocket.deny(403, [(b"content-length", b"0")])
-        return serve_websocket(self, route, websocket)
+        return serve_websocket(self._policy, route, websocket)
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, child, partial = self.match(scope)
@@ -259,11 +259,9 @@ class TrioAPI(APIRouter):
                             )
                         scope["state"].update(state)
                     started = True
+                    nursery.start_soon(self.connections.run)
                     if "trioapi.testing" not in (scope.get("extensions") or {}):
-                        if self.tune_gc:
-                            tune_gc()
-                        if self.handle_sigterm and sigterm_left_to_default():
-                            await nursery.start(goodbye_on_sigterm, self)
+                        await adopt_worker_process(nursery, self.shutdown_connections)
                     await send({"type": "lifespan.startup.complete"})
                     message = await receive()
                 nursery.cancel_scope.cancel()

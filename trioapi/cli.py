@@ -29,7 +29,7 @@ from trioapi.server import ServerConfig, ServerKind, serve
 
 __all__ = ["load_app", "main"]
 
-SERVERS: dict[str, ServerKind] = {"hypercorn": "hypercorn", "trio-websocket": "native", "native": "native"}
+SERVERS: tuple[ServerKind, ...] = ("hypercorn", "native", "trio-websocket")
 
 
 def load_app(target: str) -> Any:
@@ -58,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)")
     run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     run.add_argument(
-        "--server", choices=sorted(SERVERS), default="hypercorn", help="server (default hypercorn)"
+        "--server",
+        choices=SERVERS,
+        default="hypercorn",
+        help="hypercorn (HTTP and WebSocket routes), native (trioapi's own engine, WebSockets only) "
+        "or trio-websocket (WebSockets only) (default hypercorn)",
     )
     defaults = ServerConfig()
     run.add_argument(
@@ -122,7 +126,7 @@ async def _serve_and_announce(app: Any, args: argparse.Namespace, sock: socket.s
                     app,
                     host=args.host,
                     port=args.port,
-                    server=SERVERS[args.server],
+                    server=args.server,
                     config=_config(args),
                     shutdown_trigger=stop.wait,
                     sock=sock,
@@ -133,7 +137,7 @@ async def _serve_and_announce(app: Any, args: argparse.Namespace, sock: socket.s
             nursery.start_soon(stop_on_signals)
             port = await nursery.start(serve_then_stop_listening)
             if sock is None:
-                scheme = "ws" if SERVERS[args.server] == "native" else "http"
+                scheme = "http" if args.server == "hypercorn" else "ws"
                 print(
                     f"trioapi: serving {args.app} on {scheme}://{args.host}:{port} (Ctrl-C to stop)",
                     flush=True,
@@ -150,7 +154,7 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
     port = sock.getsockname()[1]
     child_argv = [sys.executable, "-m", "trioapi", *argv, "--workers", "1", "--fd", str(sock.fileno())]
     workers = [subprocess.Popen(child_argv, pass_fds=[sock.fileno()]) for _ in range(args.workers)]
-    scheme = "ws" if SERVERS[args.server] == "native" else "http"
+    scheme = "http" if args.server == "hypercorn" else "ws"
     print(
         f"trioapi: serving {args.app} on {scheme}://{args.host}:{port} with {args.workers} workers "
         "(Ctrl-C to stop)",

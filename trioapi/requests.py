@@ -11,11 +11,10 @@ import json
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from trioapi.datastructures import URL, Address, Headers, QueryParams, State, parse_cookie_header
+from trioapi.datastructures import URL, Address, Headers, QueryParams, State, URLPath, parse_cookie_header
 
 if TYPE_CHECKING:
     from trioapi._types import Receive, Scope
-    from trioapi.applications import TrioAPI
 
 __all__ = ["HTTPConnection", "Request"]
 
@@ -30,9 +29,9 @@ class HTTPConnection:
         self.scope = scope
 
     @property
-    def app(self) -> TrioAPI:
-        """The application serving this connection."""
-        return self.scope["app"]  # type: ignore[no-any-return]
+    def app(self) -> Any:
+        """The application serving this connection (a ``TrioAPI``)."""
+        return self.scope["app"]
 
     @cached_property
     def url(self) -> URL:
@@ -76,7 +75,7 @@ class HTTPConnection:
 
     def url_for(self, name: str, /, **path_params: Any) -> str:
         """The absolute URL of the route called ``name`` (``ws://`` for WebSocket routes)."""
-        path = self.app.url_path_for(name, **path_params)
+        path: URLPath = self.app.url_path_for(name, **path_params)
         base = URL(self.url.scheme, self.url.host, self.url.port, self.scope.get("root_path", ""))
         return path.make_absolute_url(base)
 

@@ -12,17 +12,29 @@ peer has gone, every ``receive_*`` and ``send_*`` raises ``WebSocketDisconnect``
 with the peer's close code, so ``except WebSocketDisconnect`` ends a handler
 cleanly whichever call noticed first. After the application's own ``close``
 (perhaps from another task), ``receive_*`` raises ``WebSocketDisconnect`` with
-that code too, while ``send_*`` is a misuse (``RuntimeError``).
+that code too, while ``send_*`` is a misuse (``RuntimeError``). When the server
+is going away (shutdown), both raise ``WebSocketDisconnect(1001)``.
+
+Receiving has one reader at a time: the handler inside ``receive_*``, a task in
+``wait_disconnected``, or the *stand-in reader* that the connection registry
+starts for a handler that has not asked for a message for a while (it only
+sends, or waits on something else), so that its peer's close is seen on every
+server. Messages read ahead wait in order for the next ``receive_*``.
+
+The functions at the end of the module are the framework's side of a
+``WebSocket`` (the connection runner and the hub use them); applications never
+need them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -32,7 +44,7 @@ from trioapi.transports import PeerClosed, WebSocketTransport
 from trioapi.transports.asgi import ASGITransport
 
 if TYPE_CHECKING:
-    from trioapi._types import Receive, Scope, Send
+    from trioapi._types import Message, Receive, Scope, Send
     from trioapi.responses import Response
 
 __all__ = [
@@ -49,9 +61,15 @@ logger = logging.getLogger("trioapi")
 #: RFC 6455 limits a close frame's payload to 125 bytes, two of which hold the code.
 MAX_CLOSE_REASON_BYTES = 123
 
-#: How many messages ``wait_disconnected`` reads ahead for a handler that is not
-#: receiving, before it stops reading and lets TCP push back on the peer.
+#: How many messages are read ahead for a handler that is not receiving, before
+#: reading stops and TCP pushes back on the peer.
 READ_AHEAD_LIMIT = 64
+
+# Who is reading the transport (``WebSocket._reader``).
+_NOBODY: Final = 0
+_HANDLER: Final = 1  # a receive_* / receive() call
+_WATCHER: Final = 2  # wait_disconnected()
+_STAND_IN: Final = 3  # the registry's stand-in reader: steps aside when the handler receives
 
 
 class WebSocketState(enum.Enum):
@@ -155,8 +173,9 @@ class WebSocket(HTTPConnection):
     """One WebSocket connection, from handshake to close.
 
     Build it from an ASGI scope (``WebSocket(scope, receive, send)``), or let
-    trioapi build it for a route. Inside a trioapi app, ``start_soon`` runs tasks
-    that are cancelled when the handler finishes and end before the connection does.
+    trioapi build it for a route. Inside a trioapi app each connection has a
+    nursery of its own (``websocket.nursery``): ``start_soon`` runs tasks there,
+    cancelled when the handler finishes, and the connection ends only once they have.
     """
 
     def __init__(
@@ -182,26 +201,29 @@ class WebSocket(HTTPConnection):
         #: from ``TrioAPI(max_message_size=...)``. Length is ``len()``: characters
         #: for text, bytes for binary.
         self.max_message_size: int | None = None
-        # The peer's (code, reason): not the PeerClosed itself, whose traceback holds
-        # frames that hold this WebSocket, a cycle only the GC could free.
+        # How the conversation ended, as (code, reason): the peer's close (or 1006
+        # when the connection broke), the application's close, the server going away.
+        # Not the PeerClosed itself, whose traceback holds frames that hold this
+        # WebSocket: a cycle only the garbage collector could free.
         self._peer_close: tuple[int, str] | None = None
         self._local_close: tuple[int, str] | None = None
         self._going_away: int | None = None
-        # Receiving is single-consumer: whoever is inside transport.receive()
-        # owns it; others park until it is done. Messages read ahead by
-        # wait_disconnected() wait in _pending for the handler. Both are made
-        # on first need: most connections never need them.
-        self._reading = False
+        # Receiving: who reads the transport now, how often the handler asked for
+        # a message (the registry's idle check), messages read ahead for it, the
+        # parking lot where readers wait their turn and the stand-in's cancel scope.
+        # The last three are made on first need: most connections never need them.
+        self._reader = _NOBODY
+        self._receives = 0
+        self._receives_seen = -1
         self._pending: deque[str | bytes] | None = None
         self._lot: trio.lowlevel.ParkingLot | None = None
-        # Set by the connection runner (trioapi._connection) when an app serves
-        # this socket: its task, the scope its session runs in, and the nursery
-        # that hosts start_soon tasks (made into a _TaskSet on first use).
-        self._runner: trio.lowlevel.Task | None = None
-        self._session_scope: trio.CancelScope | None = None
-        self._host: trio.Nursery | None = None
-        self._tasks: _TaskSet | None = None
-        self._failure: BaseException | None = None
+        self._stand_in: trio.CancelScope | None = None
+        # The raw ASGI-message API: whether receive() has reported the disconnect,
+        # and a denial response being assembled from its start and body messages.
+        self._disconnect_reported = False
+        self._denial: tuple[int, list[tuple[bytes, bytes]], bytearray] | None = None
+        # The connection's nursery, opened by the connection runner (trioapi._connection).
+        self._nursery: trio.Nursery | None = None
 
     # -- handshake -----------------------------------------------------------
 
@@ -274,16 +296,17 @@ class WebSocket(HTTPConnection):
         return WebSocketDisconnect(*(self._local_close or (1000, "")))
 
     def _parking_lot(self) -> trio.lowlevel.ParkingLot:
-        """Where tasks wait for the one reading; made on first need, as most sockets never need it."""
+        """Where readers wait for the one reading; made on first need, as most sockets never need it."""
         if self._lot is None:
             self._lot = trio.lowlevel.ParkingLot()
         return self._lot
 
     def _shutdown_while_reading(self) -> WebSocketDisconnect | None:
         """For a receive cancelled by the server's shutdown, the ``WebSocketDisconnect`` to raise instead."""
-        if self._going_away is None and self._runner is not None and _cancelled_above(self._runner):
-            # Cancelled by the server, not by the handler's own scopes:
-            # hypercorn does this at the end of its graceful timeout.
+        nursery = self._nursery
+        if self._going_away is None and nursery is not None and _cancelled_above(nursery.parent_task):
+            # Cancelled by the server, not by the handler's own scopes nor by its
+            # connection's nursery: hypercorn does this at the end of its graceful timeout.
             self._go_away(1001)
         if self._going_away is not None:
             # The server is shutting down and cancelled this receive so the
@@ -291,25 +314,22 @@ class WebSocket(HTTPConnection):
             return self._disconnect()
         return None
 
-    async def _next_message(self, *, ahead: bool = False) -> str | bytes:
-        """The next message: one read ahead first, else one from the transport, as its only reader.
-
-        ``ahead`` (for ``wait_disconnected``) always reads the transport and skips
-        the size check, which applies when the handler takes the message.
-        """
+    async def _next_message(self) -> str | bytes:
+        """The next message for the handler: one read ahead first, else one from the transport."""
+        self._receives += 1
         while True:
-            # Messages read ahead by wait_disconnected() come first, even after
-            # the peer's close: nothing the peer sent is lost.
-            if self._pending and not ahead:
+            # Messages read ahead come first, even after the peer's close:
+            # nothing the peer sent is lost.
+            if self._pending:
                 message = self._pending.popleft()
                 if self._lot:
                     self._lot.unpark_all()
                 break
             self._check_can_receive()
-            if not self._reading:
+            if self._reader is _NOBODY:
                 # Read here rather than in a helper: every idle connection keeps
                 # the frames of its await chain, so the chain stays short.
-                self._reading = True
+                self._reader = _HANDLER
                 try:
                     message = await self._transport.receive()
                 except PeerClosed as exc:
@@ -320,17 +340,53 @@ class WebSocket(HTTPConnection):
                         raise
                     raise shutdown from None
                 finally:
-                    self._reading = False
+                    self._reader = _NOBODY
                     if self._lot:
                         self._lot.unpark_all()
-                if ahead:
-                    return message
                 break
-            # Another task is reading (wait_disconnected() or a receive): wait for its result.
+            if self._reader is _STAND_IN and self._stand_in is not None:
+                self._stand_in.cancel()  # the handler is back: the stand-in steps aside
+            # Another reader has the transport: wait for its message or its leaving.
             await self._parking_lot().park()
         if self.max_message_size is not None and len(message) > self.max_message_size:
             raise MessageTooBig(len(message), self.max_message_size)
         return message
+
+    async def _read_ahead(self, reader: int) -> bool:
+        """Read one message into the queue for the handler, as ``reader``; ``False`` once there is no more.
+
+        Returns ``True`` without a message when another reader has the transport
+        (after waiting for it), or when the handler took over from the stand-in.
+        """
+        if self._reader is not _NOBODY:
+            await self._parking_lot().park()
+            return True
+        try:
+            self._check_can_receive()
+        except WebSocketDisconnect:
+            return False
+        self._reader = reader
+        try:
+            with trio.CancelScope() as scope:
+                if reader is _STAND_IN:
+                    self._stand_in = scope
+                message = await self._transport.receive()
+        except PeerClosed as exc:
+            self._on_peer_closed(exc)
+            return False
+        finally:
+            self._reader = _NOBODY
+            self._stand_in = None
+            if self._lot:
+                self._lot.unpark_all()
+        if scope.cancelled_caught:
+            return True
+        if self._pending is None:
+            self._pending = deque()
+        self._pending.append(message)
+        if self._lot:
+            self._lot.unpark_all()
+        return True
 
     async def receive_text(self) -> str:
         """The next message, which must be a text frame (else ``UnexpectedMessageType``, 1003)."""
@@ -393,30 +449,116 @@ class WebSocket(HTTPConnection):
     async def wait_disconnected(self) -> WebSocketDisconnect:
         """Return once the peer has gone, with the ``WebSocketDisconnect`` that says how.
 
-        A handler that only pushes data never calls ``receive``, so it would not
-        notice a vanished client; run this in a task (or race it against the push
-        loop) to end promptly. While nothing else is receiving, it reads ahead
-        and keeps up to ``READ_AHEAD_LIMIT`` messages for the next ``receive_*``,
-        so no message is lost. It also returns when the application closes.
+        A handler that only pushes data never calls ``receive``; run this in a
+        task (or race it against the push loop) to end as soon as the peer
+        leaves. While nothing else is receiving, it reads ahead and keeps up to
+        ``READ_AHEAD_LIMIT`` messages for the next ``receive_*``, so no message
+        is lost. It also returns when the application closes.
         """
-        if self._pending is None:
-            self._pending = deque()
         while self.application_state is not WebSocketState.DISCONNECTED:
             if self.application_state is not WebSocketState.CONNECTED:
                 if self.application_state is WebSocketState.RESPONSE:
                     break
                 raise RuntimeError('Cannot wait for a disconnect before "await websocket.accept()"')
-            if self._reading or len(self._pending) >= READ_AHEAD_LIMIT:
+            if self._pending is not None and len(self._pending) >= READ_AHEAD_LIMIT:
                 await self._parking_lot().park()
-                continue
-            try:
-                message = await self._next_message(ahead=True)
-            except WebSocketDisconnect:
+            elif not await self._read_ahead(_WATCHER):
                 break
-            self._pending.append(message)
-            if self._lot:
-                self._lot.unpark_all()
         return self._disconnect()
+
+    # -- the ASGI messages, as Starlette's WebSocket has them ---------------------
+
+    async def receive(self) -> Message:
+        """The next event as an ASGI message: ``websocket.connect``, ``.receive`` or ``.disconnect``.
+
+        Starlette's low-level API, for apps that mix text and binary frames:
+        ``{"type": "websocket.receive", "text": ...}`` or ``{..., "bytes": ...}``;
+        before ``accept``, the client's ``websocket.connect``; once the peer has
+        gone, ``{"type": "websocket.disconnect", "code": ..., "reason": ...}``
+        once, then ``RuntimeError``. The typed ``receive_text`` and friends are
+        faster and raise ``WebSocketDisconnect`` instead.
+        """
+        if self.client_state is WebSocketState.CONNECTING:
+            if self.application_state is WebSocketState.CONNECTING:
+                try:
+                    await self._transport.connect()
+                except PeerClosed as exc:
+                    self._on_peer_closed(exc)
+                    self._disconnect_reported = True
+                    return _disconnect_message(exc.code, exc.reason)
+                self.client_state = WebSocketState.CONNECTED
+                return {"type": "websocket.connect"}
+            raise RuntimeError(
+                'Cannot call "receive" here: the handshake was refused or closed before it was accepted'
+            )
+        if self._disconnect_reported:
+            raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
+        if self.application_state is WebSocketState.CONNECTING:
+            raise RuntimeError(
+                'Cannot receive a message before the handshake: call "await websocket.accept()"'
+            )
+        try:
+            message = await self._next_message()
+        except WebSocketDisconnect as gone:
+            self._disconnect_reported = True
+            return _disconnect_message(gone.code, gone.reason)
+        if type(message) is str:
+            return {"type": "websocket.receive", "text": message}
+        return {"type": "websocket.receive", "bytes": message}
+
+    async def send(self, message: Message) -> None:
+        """Send one ASGI message: ``websocket.accept``, ``.send``, ``.close`` or a denial response.
+
+        Starlette's low-level API, with its state rules: before ``accept`` only
+        ``websocket.accept``, ``websocket.close`` or ``websocket.http.response.start``;
+        after it ``websocket.send`` or ``websocket.close``; after a response start
+        only ``websocket.http.response.body``; nothing once closed. Misuse raises
+        ``RuntimeError`` naming what was expected.
+        """
+        kind = message["type"]
+        state = self.application_state
+        if state is WebSocketState.CONNECTING:
+            if kind == "websocket.accept":
+                await self.accept(message.get("subprotocol"), message.get("headers"))
+            elif kind == "websocket.close":
+                await self.close(message.get("code", 1000), message.get("reason"))
+            elif kind == "websocket.http.response.start":
+                if not self._transport.can_deny:
+                    raise RuntimeError("The server does not support the WebSocket Denial Response extension")
+                self.application_state = WebSocketState.RESPONSE
+                self._denial = (message["status"], list(message.get("headers") or ()), bytearray())
+            else:
+                raise RuntimeError(
+                    'Expected ASGI message "websocket.accept", "websocket.close" or '
+                    f'"websocket.http.response.start", but got {kind!r}'
+                )
+        elif state is WebSocketState.CONNECTED:
+            if kind == "websocket.send":
+                text = message.get("text")
+                await self._send(text if text is not None else bytes(message.get("bytes") or b""))
+            elif kind == "websocket.close":
+                await self.close(message.get("code", 1000), message.get("reason"))
+            else:
+                raise RuntimeError(
+                    f'Expected ASGI message "websocket.send" or "websocket.close", but got {kind!r}'
+                )
+        elif state is WebSocketState.RESPONSE and self._denial is not None:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(f'Expected ASGI message "websocket.http.response.body", but got {kind!r}')
+            self._denial[2].extend(message.get("body", b""))
+            if not message.get("more_body", False):
+                await self._send_denial()
+        else:
+            raise RuntimeError('Cannot call "send" once a close message has been sent.')
+
+    async def _send_denial(self) -> None:
+        assert self._denial is not None
+        status, headers, body = self._denial
+        self._denial = None
+        try:
+            await self._transport.deny(status, headers, bytes(body))
+        except PeerClosed as exc:  # the client left before hearing no: nothing to refuse
+            self._on_peer_closed(exc)
 
     # -- sending -------------------------------------------------------------
 
@@ -435,12 +577,6 @@ class WebSocket(HTTPConnection):
         except PeerClosed as exc:
             self._on_peer_closed(exc)
             raise self._disconnect() from None
-
-    def _write_now(self, message: str | bytes) -> bool:
-        """Send ``message`` without waiting if the transport can (``write_now``); ``False`` if not sent."""
-        if self.application_state is not WebSocketState.CONNECTED or self._going_away is not None:
-            return False
-        return self._transport.write_now(message)
 
     async def send_text(self, data: str) -> None:
         """Send ``data`` as a text frame."""
@@ -470,6 +606,8 @@ class WebSocket(HTTPConnection):
         """
         state = self.application_state
         if state is not WebSocketState.CONNECTING and state is not WebSocketState.CONNECTED:
+            if self._denial is not None:  # a response started with send(): finish it, empty
+                await self._send_denial()
             return
         self.application_state = WebSocketState.DISCONNECTED
         self._local_close = (code, truncate_reason(reason))
@@ -502,10 +640,8 @@ class WebSocket(HTTPConnection):
             await self.close(1008)
             return
         self.application_state = WebSocketState.RESPONSE
-        try:
-            await self._transport.deny(status_code, list(headers or ()), body)
-        except PeerClosed as exc:  # the client left before hearing no: nothing to refuse
-            self._on_peer_closed(exc)
+        self._denial = (status_code, list(headers or ()), bytearray(body))
+        await self._send_denial()
 
     async def send_denial_response(self, response: Response) -> None:
         """Refuse the handshake with ``response`` (status, headers and body)."""
@@ -513,36 +649,49 @@ class WebSocket(HTTPConnection):
 
     # -- connection-scoped concurrency ---------------------------------------
 
-    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: object = None) -> None:
-        """Run ``fn(*args)`` in a task that is cancelled when this connection ends.
+    @property
+    def nursery(self) -> trio.Nursery:
+        """This connection's nursery: tasks here are cancelled when the handler finishes.
 
-        The connection does not end before its tasks have. If a task raises, the
-        connection is closed with 1011 and the error is logged, like an error in
-        the handler itself; ``WebSocketDisconnect`` just ends the task.
+        For ``nursery.start(...)`` and what ``start_soon`` does not cover. An
+        exception escaping a task started here directly ends the connection with
+        1011, like one from the handler; prefer ``start_soon``, which also lets a
+        task end quietly with ``WebSocketDisconnect``.
         """
-        tasks = self._tasks
-        if tasks is None:
-            if self._host is None:
-                raise RuntimeError(
-                    "websocket.start_soon() is only available while a handler served by a trioapi app runs"
-                )
-            tasks = self._tasks = _TaskSet(self, self._host)
-        tasks.start_soon(fn, args, name or fn)
+        if self._nursery is None:
+            raise RuntimeError("websocket.nursery is only open while a handler served by a trioapi app runs")
+        return self._nursery
 
-    def _task_failed(self, exc: BaseException) -> None:
-        if self._failure is None:
-            self._failure = exc
-            logger.error("Exception in a task of WebSocket %s", self.scope.get("path"), exc_info=exc)
-        if self._session_scope is not None:
-            self._session_scope.cancel()
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: object = None) -> None:
+        """Run ``fn(*args)`` in a task of this connection's nursery.
 
-    def _go_away(self, code: int = 1001) -> None:
-        """Mark the connection as going away: receives and sends now raise ``WebSocketDisconnect(code)``."""
-        if self._going_away is None:
-            self._going_away = code
+        The task is cancelled when the handler finishes, and the connection does
+        not end before it has. If it raises, the connection is closed with 1011
+        and the error is logged, like an error in the handler itself;
+        ``WebSocketDisconnect`` just ends the task.
+        """
+        self.nursery.start_soon(_connection_task, fn, args, name=name or fn)
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.scope.get('path', '?')} {self.application_state.name}>"
+
+    # -- for the framework (see the functions below) ------------------------------
+
+    def _go_away(self, code: int) -> None:
+        if self._going_away is None:
+            self._going_away = code
+            if self._lot:
+                self._lot.unpark_all()
+
+
+async def _connection_task(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+    """A task from ``websocket.start_soon``: the peer leaving ends it quietly."""
+    with contextlib.suppress(WebSocketDisconnect):  # the peer left: the task's work is over
+        await fn(*args)
+
+
+def _disconnect_message(code: int, reason: str) -> Message:
+    return {"type": "websocket.disconnect", "code": code, "reason": reason}
 
 
 def _cancelled_above(task: trio.lowlevel.Task) -> bool:
@@ -555,56 +704,88 @@ def _cancelled_above(task: trio.lowlevel.Task) -> bool:
     return False
 
 
-class _TaskSet:
-    """The tasks one connection started: hosted in a nursery, bounded by the connection.
+# -- the framework's side of a WebSocket --------------------------------------------
+#
+# Used by trioapi._connection (the connection runner and registry) and
+# trioapi.broadcast.hub, so that no other module touches a WebSocket's state.
 
-    Each task runs in a cancel scope of its own, so that ending the connection
-    cancels exactly its tasks; ``aclose`` then waits for them, so nothing a
-    connection started outlives it, as if they had been in a nursery of its own.
+
+def attach_nursery(websocket: WebSocket, nursery: trio.Nursery | None) -> None:
+    """Give ``websocket`` its connection's nursery (``None`` once it has closed)."""
+    websocket._nursery = nursery
+
+
+def go_away(websocket: WebSocket, code: int = 1001) -> None:
+    """Mark the connection as ended by the server: receives and sends raise ``WebSocketDisconnect(code)``."""
+    websocket._go_away(code)
+
+
+def going_away(websocket: WebSocket) -> int | None:
+    """The code the server ended the connection with, if it did."""
+    return websocket._going_away
+
+
+def closed_by_application(websocket: WebSocket) -> bool:
+    """Whether the application sent a close frame the peer has not answered yet."""
+    return websocket._local_close is not None and websocket.client_state is WebSocketState.CONNECTED
+
+
+async def finish_closing(websocket: WebSocket) -> None:
+    """After the handler: wait until the peer answers the application's close frame (the caller bounds it).
+
+    The close handshake RFC 6455 asks for; servers end the connection once it is done.
     """
-
-    __slots__ = ("_closed", "_closing", "_done", "_host", "_scopes", "_websocket")
-
-    def __init__(self, websocket: WebSocket, host: trio.Nursery) -> None:
-        self._websocket = websocket
-        self._host = host
-        self._scopes: set[trio.CancelScope] = set()
-        self._closing = False
-        self._closed = False
-        self._done: trio.Event | None = None
-
-    def start_soon(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: object) -> None:
-        if self._closed:
-            raise RuntimeError("websocket.start_soon(): this connection has ended")
-        scope = trio.CancelScope()
-        if self._closing:
-            scope.cancel()  # like a task started in a cancelled nursery
-        self._host.start_soon(self._run, scope, fn, args, name=name)
-        self._scopes.add(scope)
-
-    async def _run(
-        self, scope: trio.CancelScope, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
-    ) -> None:
+    if closed_by_application(websocket):
         try:
-            with scope:
-                try:
-                    await fn(*args)
-                except WebSocketDisconnect:
-                    pass  # the peer left: the task's work is over, which is no error
-                except Exception as exc:
-                    self._websocket._task_failed(exc)
+            await websocket._transport.finish()
         finally:
-            self._scopes.discard(scope)
-            if not self._scopes and self._done is not None:
-                self._done.set()
+            websocket.client_state = WebSocketState.DISCONNECTED
 
-    async def aclose(self) -> None:
-        """Cancel every task and wait until all have finished (shielded: it is cleanup)."""
-        self._closing = True
-        if self._scopes:
-            self._done = trio.Event()
-            for scope in self._scopes:
-                scope.cancel()
-            with trio.CancelScope(shield=True):
-                await self._done.wait()
-        self._closed = True
+
+def needs_stand_in(websocket: WebSocket) -> bool:
+    """Whether the handler has not asked for a message since the last call, and nobody reads for it.
+
+    Called by the connection registry every ``IDLE_CHECK_INTERVAL``: such a
+    handler gets a stand-in reader (``read_for_idle_handler``).
+    """
+    receives = websocket._receives
+    idle = receives == websocket._receives_seen
+    websocket._receives_seen = receives
+    pending = websocket._pending
+    return (
+        idle
+        and websocket._nursery is not None
+        and websocket._reader is _NOBODY
+        and websocket.application_state is WebSocketState.CONNECTED
+        and websocket._going_away is None
+        and (pending is None or len(pending) < READ_AHEAD_LIMIT)
+    )
+
+
+async def read_for_idle_handler(websocket: WebSocket) -> None:
+    """Read for a handler that is busy elsewhere, until it receives again or the peer leaves.
+
+    Its peer's pings and close are answered and seen (on every transport), so
+    a handler that only sends learns of a vanished peer at its next send; up to
+    ``READ_AHEAD_LIMIT`` messages wait for the handler's next ``receive_*``.
+    """
+    start = websocket._receives
+    while websocket._receives == start:
+        pending = websocket._pending
+        if pending is not None and len(pending) >= READ_AHEAD_LIMIT:
+            return  # enough in hand: let TCP push back; the next look starts a new stand-in
+        if websocket._reader is not _NOBODY or not await websocket._read_ahead(_STAND_IN):
+            return
+
+
+def message_sender(websocket: WebSocket) -> tuple[Callable[[str | bytes], Awaitable[None]], bool]:
+    """For a fan-out: the coroutine that sends a ready-made frame (``str`` text, ``bytes`` binary),
+    and whether ``write_now`` can ever write without waiting on this transport."""
+    return websocket._send, websocket._transport.writes_now
+
+
+def write_now(websocket: WebSocket, message: str | bytes) -> bool:
+    """Send ``message`` without waiting if the transport can (``writes_now``); ``False`` if not sent."""
+    if websocket.application_state is not WebSocketState.CONNECTED or websocket._going_away is not None:
+        return False
+    return websocket._transport.write_now(message)

@@ -1,7 +1,7 @@
 """GC tuning for the bare ASGI app's ``-gc`` variant: what trioapi apps do by default.
 
 Imported by the worker process when it imports the app, so it runs after the app is
-loaded. ``trioapi.server.tune_gc`` (the function ``TrioAPI(tune_gc=True)`` calls once
+loaded. ``trioapi.server.tune_gc`` (the function a trioapi app calls in the hypercorn worker it adopts once
 its lifespan has started):
 
 * ``gc.freeze()`` moves everything allocated so far (modules, classes, the app) to a permanent

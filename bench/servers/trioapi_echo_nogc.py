@@ -1,13 +1,18 @@
-"""``trioapi_echo`` with the garbage collector left alone: ``TrioAPI(tune_gc=False)``.
+"""``trioapi_echo`` with the garbage collector left alone in hypercorn's worker.
 
-trioapi apps tune the collector once their lifespan has started (``tune_gc=True`` by
-default); this variant shows what that tuning is worth.
+Apps adopt the worker processes of hypercorn's command line and tune their
+collector (``trioapi.server._process``) unless ``TRIOAPI_ADOPT_WORKERS=0``; this
+variant sets it (in the worker, before the lifespan starts) to show what the
+tuning is worth.
 """
 
 from __future__ import annotations
 
-from bench.servers.trioapi_echo import app
+import os
 
-app.tune_gc = False
+from bench.servers.trioapi_echo import app
+from trioapi.server._process import ADOPT_WORKERS_ENV
+
+os.environ[ADOPT_WORKERS_ENV] = "0"
 
 __all__ = ["app"]

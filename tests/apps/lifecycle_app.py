@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from trioapi import Depends, TrioAPI, WebSocket, WebSocketDisconnect, _signals
+from trioapi import Depends, TrioAPI, WebSocket, WebSocketDisconnect
+from trioapi.server import _process
 
 if "LIFECYCLE_EXIT_AFTER_GOODBYE" in os.environ:  # a hypercorn worker signalled alone, sooner
-    _signals.EXIT_AFTER_GOODBYE = float(os.environ["LIFECYCLE_EXIT_AFTER_GOODBYE"])
+    _process.EXIT_AFTER_GOODBYE = float(os.environ["LIFECYCLE_EXIT_AFTER_GOODBYE"])
 
 app = TrioAPI()
 

@@ -38,7 +38,7 @@ from trioapi.broadcast._base import (
     SubscriberOverflow,
     dump_json,
 )
-from trioapi.websockets import WebSocketDisconnect, WebSocketState
+from trioapi.websockets import WebSocketDisconnect, WebSocketState, message_sender, write_now
 
 if TYPE_CHECKING:
     from trioapi.broadcast._broadcast import Broadcast
@@ -67,7 +67,7 @@ class Member:
     Read-only for application code; useful in tests and metrics.
     """
 
-    __slots__ = ("_eager", "_outbox", "_scope", "rooms", "websocket")
+    __slots__ = ("_eager", "_outbox", "_scope", "_send", "rooms", "websocket")
 
     def __init__(self, websocket: WebSocket, max_backlog: int, policy: OverflowPolicy | PolicyName) -> None:
         #: The connection this member sends to.
@@ -75,8 +75,9 @@ class Member:
         #: The rooms it is in.
         self.rooms: set[str] = set()
         self._outbox: Backlog[Frame] = Backlog(max_backlog, policy)
-        # Whether its transport can ever write a frame without waiting (write_now).
-        self._eager = websocket._transport.writes_now
+        # Sends a ready-made frame; and whether its transport can ever write one
+        # without waiting (write_now).
+        self._send, self._eager = message_sender(websocket)
         # Cancelled to stop the sender at once when the member is cut off; it
         # may be cancelled before the sender task has even started.
         self._scope = trio.CancelScope()
@@ -110,7 +111,7 @@ class Member:
         outbox = self._outbox
         # A sender waiting with nothing in hand would write this frame next: on a
         # transport that can, write it now, with no task switch per member.
-        if self._eager and outbox.idle and self.websocket._write_now(frame):
+        if self._eager and outbox.idle and write_now(self.websocket, frame):
             return
         if not outbox.put(frame) and outbox.overflowed:
             self._scope.cancel()
@@ -388,7 +389,7 @@ class ConnectionHub:
     async def _send_all(member: Member) -> None:
         websocket, outbox = member.websocket, member._outbox
         # Not send_text/send_bytes: frames are str or bytes already.
-        send, write_now, eager = websocket._send, websocket._write_now, member._eager
+        send, eager = member._send, member._eager
 
         def overflow() -> SubscriberOverflow:
             return SubscriberOverflow(f"member {websocket!r}", outbox.max_backlog)
@@ -409,7 +410,7 @@ class ConnectionHub:
                 return  # the handler closed it; nothing more can be sent
             # Woken for this frame, the task has been through the scheduler already:
             # a frame the socket takes at once needs no second trip (write_now).
-            if eager_now and write_now(frame):
+            if eager_now and write_now(websocket, frame):
                 continue
             try:
                 await send(frame)

@@ -24,9 +24,8 @@ class ServerConfig:
     graceful_timeout: float = 5.0
     #: Seconds a client has to complete its handshake.
     handshake_timeout: float = 10.0
-    #: Whether the app tunes the garbage collector once started (``tune_gc``):
-    #: ``serve()`` sets the app's ``tune_gc`` to this. Off by default here, since
-    #: it changes the whole process you embed the server in; ``trioapi run``, which
-    #: owns its process, turns it on (``--no-tune-gc`` to opt out), as does the
-    #: app itself under ``hypercorn``.
+    #: Whether ``serve()`` tunes this process's garbage collector once the app has
+    #: started (``trioapi.server.tune_gc``). Off by default here, since it changes
+    #: the whole process you embed the server in; ``trioapi run``, which owns its
+    #: process, turns it on (``--no-tune-gc`` to opt out).
     tune_gc: bool = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -17,17 +16,15 @@ from wsproto.events import RejectConnection, Request
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
-from trioapi._lifespan import LifespanDriver
+from trioapi.server._http import plain_response, read_request_head
+from trioapi.server._listen import Address, ConnectionHandler, serve_own_listeners
 from trioapi.transports.native import (
-    CLOSE_HANDSHAKE_TIMEOUT,
     DEFAULT_PING_TIMEOUT,
     STREAM_OPTIONS,
-    Address,
     NativeConfig,
     NativeTransport,
     Supervisor,
     close_socket,
-    header_lines,
     recv,
     send_plain,
 )
@@ -37,12 +34,9 @@ if TYPE_CHECKING:
     from trioapi.applications import TrioAPI
     from trioapi.server._config import ServerConfig
 
-__all__ = ["accept_loop", "bind", "handle_native_stream", "read_request", "serve_native"]
+__all__ = ["handle_native_stream", "read_request", "serve_native"]
 
 logger = logging.getLogger("trioapi.native")
-
-#: Longest HTTP request head accepted before the handshake, in bytes.
-MAX_REQUEST_HEAD = 16 * 1024
 
 #: Seconds a closing connection waits for its peer to read our last frames and hang up.
 LINGER = 1.0
@@ -55,94 +49,33 @@ async def serve_native(
     sock: socket.socket | None,
     config: ServerConfig,
     shutdown_trigger: Callable[[], Awaitable[None]],
-    task_status: trio.TaskStatus[int],
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Serve ``app`` with the native transport until ``shutdown_trigger`` returns."""
     native = NativeConfig(
         max_message_size=config.max_message_size,
         handshake_timeout=config.handshake_timeout,
         ping_interval=config.ping_interval,
         ping_timeout=_ping_deadline(config),
     )
-    lifespan = LifespanDriver(app)
-    async with trio.open_nursery() as app_nursery:
-        await lifespan.startup(app_nursery)
-        listeners = [sock] if sock is not None else await bind(host, port)
-        bound = listeners[0].getsockname()[1]
-        logger.info("trioapi (native) serving on ws://%s:%s", host, bound)
-        try:
-            async with trio.open_nursery() as connections:
-                async with trio.open_nursery() as server:
-                    supervisor = Supervisor(native)
-                    server.start_soon(supervisor.run)
-                    handler = partial(handle_native_stream, app, native, lifespan.state, supervisor)
-                    for listener in listeners:
-                        server.start_soon(accept_loop, listener, handler, connections)
-                    task_status.started(bound)
-                    await shutdown_trigger()
-                    server.cancel_scope.cancel()
-                # Connections were told goodbye by the trigger; anything left is cut.
-                connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
-        finally:
-            if sock is None:  # ours to close; a socket passed in stays its owner's
-                for listener in listeners:
-                    trio.lowlevel.notify_closing(listener)
-                    listener.close()
-        await lifespan.shutdown()
-        app_nursery.cancel_scope.cancel()
 
+    def handler_for(server: trio.Nursery, state: dict[str, Any]) -> ConnectionHandler:
+        supervisor = Supervisor(native)
+        server.start_soon(supervisor.run)
+        return partial(handle_native_stream, app, native, state, supervisor)
 
-async def bind(host: str, port: int) -> list[socket.socket]:
-    """Listening sockets for ``host:port``, as plain sockets the accept loop can use without a wrapper."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    return [socket.socket(fileno=listener.socket.detach()) for listener in listeners]
-
-
-#: accept() errors that say the process or system is out of something: wait, then go on.
-_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-#: accept() errors about one connection that died before it was accepted: skip it.
-_DIED_IN_QUEUE = {errno.ECONNABORTED, errno.EPERM, errno.EPROTO}
-
-
-#: What a listener bound to every address of its family reports as its host.
-_ANY_ADDRESS = frozenset({"0.0.0.0", "::"})
-
-
-async def accept_loop(
-    listener: socket.socket,
-    handler: Callable[[socket.socket, Address, Address | None], Awaitable[None]],
-    connections: trio.Nursery,
-) -> None:
-    """Accept connections on ``listener`` and start ``handler`` for each, until cancelled.
-
-    ``handler(conn, peer, local)`` gets the peer's (host, port) and the local one, or
-    ``None`` for the local one when the listener listens on every address.
-
-    On plain sockets rather than ``trio.SocketListener``: the native transport
-    keeps each connection's plain socket, to read and write it without trio's
-    socket layers and to write a frame at once when it can
-    (``NativeTransport.write_now``).
-    """
-    listener.setblocking(False)
-    # The peer's address comes with each accept(); the local one is the listener's unless it
-    # listens on every address, where only the connection's own socket can tell.
-    host, port = listener.getsockname()[:2]
-    local: Address | None = None if host in _ANY_ADDRESS else (host, port)
-    while True:
-        try:
-            conn, peer = listener.accept()
-        except BlockingIOError:
-            await trio.lowlevel.wait_readable(listener)
-            continue
-        except OSError as exc:
-            if exc.errno in _DIED_IN_QUEUE:
-                continue
-            if exc.errno in _OUT_OF_RESOURCES:
-                logger.error("accept() failed (%s); trying again in 0.1 s", exc)
-                await trio.sleep(0.1)
-                continue
-            raise
-        connections.start_soon(handler, conn, peer[:2], local)
-        await trio.lowlevel.checkpoint()
+    await serve_own_listeners(
+        app,
+        host,
+        port,
+        sock,
+        config,
+        shutdown_trigger,
+        name="native",
+        handler_for=handler_for,
+        task_status=task_status,
+    )
 
 
 def _ping_deadline(config: ServerConfig) -> float:
@@ -152,47 +85,12 @@ def _ping_deadline(config: ServerConfig) -> float:
     return max(1.0, config.idle_timeout - config.ping_interval)
 
 
-_UPGRADE_BODY = b"This server only speaks WebSocket (RFC 6455)\n"
-
-
-def _plain_response(status: int, phrase: str, body: bytes, headers: tuple[str, ...] = ()) -> bytes:
-    """An HTTP/1.1 response that closes the connection, for requests that never become WebSockets."""
-    lines = [
-        f"HTTP/1.1 {status} {phrase}",
-        *headers,
-        "Connection: close",
-        "Content-Type: text/plain; charset=utf-8",
-        f"Content-Length: {len(body)}",
-    ]
-    return "\r\n".join(lines).encode() + b"\r\n\r\n" + body
-
-
-_UPGRADE_REQUIRED = _plain_response(426, "Upgrade Required", _UPGRADE_BODY, ("Upgrade: websocket",))
-_HEAD_TOO_LARGE = _plain_response(431, "Request Header Fields Too Large", b"Request head too large\n")
-
-
-def _is_upgrade(head: bytes) -> bool:
-    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in header_lines(head))
-
-
 async def read_request(raw: socket.socket, config: NativeConfig) -> NativeTransport | None:
     """Read the upgrade request; answer anything else (plain HTTP, bad requests) and return ``None``."""
-    buffer = b""
-    while (end := buffer.find(b"\r\n\r\n")) < 0:
-        if len(buffer) > MAX_REQUEST_HEAD:
-            await send_plain(raw, _HEAD_TOO_LARGE)
-            return None
-        chunk = await recv(raw, config.receive_buffer_size)
-        if not chunk:
-            raise ValueError("connection closed before the request head ended")
-        buffer += chunk
-    if end > MAX_REQUEST_HEAD:
-        await send_plain(raw, _HEAD_TOO_LARGE)
+    request_head = await read_request_head(raw, config.receive_buffer_size)
+    if request_head is None:
         return None
-    head, trailing = buffer[: end + 4], buffer[end + 4 :]
-    if not _is_upgrade(head):
-        await send_plain(raw, _UPGRADE_REQUIRED)
-        return None
+    head, trailing = request_head
     handshake = H11Handshake(SERVER)
     try:
         handshake.receive_data(head)
@@ -201,10 +99,10 @@ async def read_request(raw: socket.socket, config: NativeConfig) -> NativeTransp
         hint = exc.event_hint
         status = hint.status_code if isinstance(hint, RejectConnection) else 400
         extra = tuple(f"{k.decode()}: {v.decode()}" for k, v in getattr(hint, "headers", ()))
-        await send_plain(raw, _plain_response(status, HTTPStatus(status).phrase, f"{exc}\n".encode(), extra))
+        await send_plain(raw, plain_response(status, HTTPStatus(status).phrase, f"{exc}\n".encode(), extra))
         return None
     if not isinstance(event, Request):
-        await send_plain(raw, _plain_response(400, "Bad Request", b"Not a WebSocket handshake\n"))
+        await send_plain(raw, plain_response(400, "Bad Request", b"Not a WebSocket handshake\n"))
         return None
     return NativeTransport(raw, handshake, event, head[:-4], trailing, config)
 
@@ -244,9 +142,6 @@ async def handle_native_stream(
                 )
             finally:
                 supervisor.forget(transport)
-            # Our close frame is out (or the peer's came in): let the peer answer, within a bound.
-            with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
-                await transport.finish()
     except (ValueError, OSError, trio.ClosedResourceError) as dropped:
         logger.debug("Connection dropped: %s", dropped)
     except Exception:

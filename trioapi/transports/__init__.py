@@ -1,10 +1,14 @@
 """The small interface between a ``WebSocket`` and whatever moves its frames.
 
-Two transports implement it: ``ASGITransport`` (any ASGI server, hypercorn's
-trio worker in particular) and ``NativeTransport`` (trioapi's own accept loop,
-frames read in the handler's task). ``WebSocket`` only ever talks to this
-interface, so the same handler code runs on both, in the way hypercorn keeps its
-sans-I/O protocol apart from its I/O backends.
+Three transports implement it: ``ASGITransport`` (any ASGI server, hypercorn's
+trio worker in particular), ``TrioWebSocketTransport`` (a trio-websocket
+connection) and ``NativeTransport`` (trioapi's own engine, frames read in the
+handler's task). ``WebSocket`` only ever talks to this interface, so the same
+handler code runs on all of them, in the way hypercorn keeps its sans-I/O
+protocol apart from its I/O backends.
+
+Every ``receive`` must be safe to cancel: a message is either returned or kept
+for the next call, never lost (the stand-in reader relies on it).
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ class WebSocketTransport(Protocol):
     #: ``False`` when ``write_now`` never writes (an ASGI send is a coroutine), so
     #: a hub can skip asking for every frame.
     writes_now: bool
+
+    async def connect(self) -> None:
+        """Wait for the client's side of the handshake, if the server has not had it already.
+
+        ``PeerClosed`` if the client left first. ``accept`` does this by itself.
+        """
 
     async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         """Complete the handshake (HTTP 101)."""

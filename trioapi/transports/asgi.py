@@ -32,7 +32,10 @@ class ASGITransport:
         self._connected = False
         self.can_deny = "websocket.http.response" in (scope.get("extensions") or {})
 
-    async def _expect_connect(self) -> None:
+    async def connect(self) -> None:
+        """Consume the ``websocket.connect`` event (``PeerClosed`` if the client left first)."""
+        if self._connected:
+            return
         message = await self._receive()
         kind = message["type"]
         if kind == "websocket.disconnect":
@@ -43,8 +46,7 @@ class ASGITransport:
 
     async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         """Consume ``websocket.connect`` if needed, then send ``websocket.accept``."""
-        if not self._connected:
-            await self._expect_connect()
+        await self.connect()
         await self._send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": headers})
 
     async def receive(self) -> str | bytes:

@@ -252,6 +252,10 @@ class NativeTransport:
             pass
         return scope
 
+    async def connect(self) -> None:
+        """The client's request was read before this transport was made: nothing to wait for."""
+        await trio.lowlevel.checkpoint()
+
     async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         """Send the 101 response."""
         assert self._handshake is not None

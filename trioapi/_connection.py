@@ -3,18 +3,18 @@
 Shape of a connection (everything below is opened and owned by trioapi)::
 
     the server's task for this connection
-    └── the session's cancel scope     (cancelled when shutdown's grace runs out)
-        └── dependencies               (solved first; torn down after the nursery has closed)
-            └── the connection's nursery  (websocket.nursery)
-                ├── the handler, in the connection's own task (the nursery's body)
-                ├── tasks from websocket.start_soon(...)
-                └── the stand-in reader, while the handler is busy elsewhere
-        then the close that fits (shielded, bounded), and the peer's answer to it
+    └── dependencies                 (solved first; torn down once the nursery has closed)
+        └── the connection's nursery (websocket.nursery; its cancel scope is the session's)
+            ├── the handler, in the connection's own task (the nursery's body)
+            ├── tasks from websocket.start_soon(...)
+            └── the stand-in reader, while the handler is busy elsewhere
+    then the close that fits (shielded, bounded), and the peer's answer to it
 
-When the handler returns, its nursery is cancelled, so the tasks it started end
-with it; a task that fails cancels the handler and the connection closes with
-1011. When the server itself cancels the connection (hypercorn does, at the end
-of its ``graceful_timeout``), the cancellation lands in the handler; a pending
+The nursery's cancel scope is cancelled explicitly when the handler returns (so
+the tasks it started end with it) and when shutdown's grace runs out; a task
+that fails cancels it too, and the connection closes with 1011. When the
+server itself cancels the connection (hypercorn does, at the end of its
+``graceful_timeout``), the cancellation lands in the handler; a pending
 ``receive_*`` turns it into ``WebSocketDisconnect(1001)`` and the close frame
 carries 1001, instead of leaving the client with 1006.
 
@@ -92,14 +92,19 @@ class ConnectionPolicy:
 
 
 class Session:
-    """One connection's run: its cancel scope and its WebSocket, registered while it runs."""
+    """One connection's run, registered while it lasts: its WebSocket and the nursery of its handler."""
 
-    __slots__ = ("scope", "websocket")
+    __slots__ = ("nursery", "websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
-        #: Cancelled when the grace of a shutdown runs out (``ConnectionRegistry.go_away``).
-        self.scope = trio.CancelScope()
+        #: Open while the handler runs; its cancel scope ends the session.
+        self.nursery: trio.Nursery | None = None
+
+    def cancel(self) -> None:
+        """End the handler and its tasks now (shutdown's grace has run out); teardown still runs."""
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
 
 
 async def _final_close(websocket: WebSocket, code: int, reason: str = "") -> None:
@@ -173,48 +178,47 @@ async def serve_websocket(policy: ConnectionPolicy, route: APIWebSocketRoute, we
     policy.registry.add(session)
     bug: BaseException | None = None
     try:
-        with session.scope:
-            try:
-                async with dependency_exit_stack(policy.teardown_timeout) as stack:
-                    if route.plan.connection_only is not None:
-                        # Nothing to solve (decided when the route was declared).
-                        values = dict.fromkeys(route.plan.connection_only, websocket)
-                    else:
-                        values = await solve_dependencies(
-                            route.plan, websocket, stack=stack, overrides=policy.dependency_overrides
-                        )
-                    failure = None
-                    try:
-                        async with trio.open_nursery() as nursery:
-                            attach_nursery(websocket, nursery)
-                            await route.endpoint(**values)
-                            nursery.cancel_scope.cancel()  # the handler is done: so are its tasks
-                    except BaseExceptionGroup as group:
-                        # The handler's (or a task's) one error, as the dependencies and the
-                        # error contract expect it, not in the nursery's group of one.
-                        if (failure := single_error(group)) is group:
-                            raise
-                    finally:
-                        attach_nursery(websocket, None)
-                    if failure is not None:
-                        raise failure  # outside the except block: no cycle through __context__
-            except Exception as error:
-                if (code := going_away(websocket)) is not None:
-                    await _final_close(websocket, code, "server shutting down")
-                if await _end_with_error(policy, websocket, error) and raises_into_tests(websocket.scope):
-                    bug = single_error(error)
-            except BaseException as error:
-                # A cancellation that is not the session's own (shutdown's grace
-                # running out) comes from the server: say goodbye with 1001.
-                if is_cancellation(error) and not session.scope.cancel_called:
-                    go_away(websocket, 1001)
-                raise
-            finally:
-                # Also on trio.Cancelled: the client must still get a close frame that says why.
-                if (code := going_away(websocket)) is not None:
-                    await _final_close(websocket, code, "server shutting down")
-            # Return without accept refuses the handshake (403); after accept, 1000.
-            await _final_close(websocket, 1000)
+        try:
+            async with dependency_exit_stack(policy.teardown_timeout) as stack:
+                if route.plan.connection_only is not None:
+                    # Nothing to solve (decided when the route was declared).
+                    values = dict.fromkeys(route.plan.connection_only, websocket)
+                else:
+                    values = await solve_dependencies(
+                        route.plan, websocket, stack=stack, overrides=policy.dependency_overrides
+                    )
+                failure = None
+                try:
+                    async with trio.open_nursery() as session.nursery:
+                        attach_nursery(websocket, session.nursery)
+                        await route.endpoint(**values)
+                        session.cancel()  # the handler is done: so are its tasks
+                except BaseExceptionGroup as group:
+                    # The handler's (or a task's) one error, as the dependencies and the
+                    # error contract expect it, not in the nursery's group of one.
+                    if (failure := single_error(group)) is group:
+                        raise
+                finally:
+                    attach_nursery(websocket, None)
+                if failure is not None:
+                    raise failure  # outside the except block: no cycle through __context__
+        except Exception as error:
+            if (code := going_away(websocket)) is not None:
+                await _final_close(websocket, code, "server shutting down")
+            if await _end_with_error(policy, websocket, error) and raises_into_tests(websocket.scope):
+                bug = single_error(error)
+        except BaseException as error:
+            # The session's own cancellations stay inside its nursery: this one is
+            # the server's (hypercorn's graceful timeout, say). Say goodbye with 1001.
+            if is_cancellation(error):
+                go_away(websocket, 1001)
+            raise
+        finally:
+            # Also on trio.Cancelled: the client must still get a close frame that says why.
+            if (code := going_away(websocket)) is not None:
+                await _final_close(websocket, code, "server shutting down")
+        # Return without accept refuses the handshake (403); after accept, 1000.
+        await _final_close(websocket, 1000)
         # Our close frame is out: the peer's answer ends the conversation (RFC 6455 7.1.1).
         with trio.move_on_after(CLOSE_TIMEOUT):
             try:
@@ -281,7 +285,7 @@ class ConnectionRegistry:
         with trio.move_on_after(grace):
             await self._wait_empty()
         for session in list(self._sessions):
-            session.scope.cancel()
+            session.cancel()
         with trio.move_on_after(CLOSE_TIMEOUT + 1):
             await self._wait_empty()
 

@@ -27,7 +27,7 @@ from urllib.parse import urlencode, urlsplit
 import attrs
 import trio
 
-from trioapi._errors import single_error
+from trioapi._errors import is_cancellation, single_error
 from trioapi._lifespan import LifespanDriver
 from trioapi._types import ASGIApp, Message, Scope
 from trioapi.datastructures import Headers
@@ -137,7 +137,7 @@ class WebSocketTestSession:
         try:
             await self._client.app(self._scope, self._app_inbox.receive, self._app_outbox.send)
         except BaseException as exc:
-            if isinstance(exc, trio.Cancelled):
+            if is_cancellation(exc):  # also a nursery's group of Cancelled: never an app error
                 raise
             self._app_error = single_error(exc)
         finally:

@@ -42,8 +42,13 @@ Handler = TypeVar("Handler", bound=ExceptionHandler)
 
 
 @asynccontextmanager
-async def _no_lifespan(app: TrioAPI) -> AsyncIterator[None]:
-    yield None
+async def _event_handlers_lifespan(app: TrioAPI) -> AsyncIterator[None]:
+    """The lifespan of an app without ``lifespan=``: its (deprecated) startup and shutdown handlers."""
+    await app.startup()
+    try:
+        yield None
+    finally:
+        await app.shutdown()
 
 
 class TrioAPI(APIRouter):
@@ -86,7 +91,7 @@ class TrioAPI(APIRouter):
     ) -> None:
         super().__init__(dependencies=dependencies, routes=routes)
         self.router: APIRouter = self
-        self.lifespan_context: Lifespan = lifespan or _no_lifespan
+        self.lifespan_context: Lifespan = lifespan or _event_handlers_lifespan
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
         self.exception_handlers: dict[type[Exception], ExceptionHandler] = dict(exception_handlers or {})
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}

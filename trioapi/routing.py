@@ -13,6 +13,7 @@ import functools
 import inspect
 import re
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -200,6 +201,16 @@ def _fill_template(compiled: CompiledPath, name: str, path_params: dict[str, Any
         if "/" in text and compiled.convertors[key] is not CONVERTORS["path"]:
             raise NoMatchFound(name, path_params)
     return compiled.format.format(**values)
+
+
+def _warn_events_deprecated() -> None:
+    warnings.warn(
+        "on_event() and add_event_handler() are deprecated, as in FastAPI: use a lifespan instead, "
+        "TrioAPI(lifespan=...) with an async context manager (code before its yield runs at startup, "
+        "after it at shutdown). Startup and shutdown handlers do not run when the app has a lifespan.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _endpoint_name(endpoint: Callable[..., Any]) -> str:
@@ -460,6 +471,10 @@ class APIRouter:
         self.prefix = prefix
         self.dependencies = list(dependencies or ())
         self.routes: list[BaseRoute] = list(routes or ())
+        #: Handlers from ``on_event("startup")`` / ``add_event_handler`` (deprecated).
+        self.on_startup: list[Callable[[], Any]] = []
+        #: Handlers from ``on_event("shutdown")`` / ``add_event_handler`` (deprecated).
+        self.on_shutdown: list[Callable[[], Any]] = []
 
     # WebSocket routes
 
@@ -591,6 +606,50 @@ class APIRouter:
         """Decorate a DELETE endpoint."""
         return self.api_route(path, methods=("DELETE",), **options)
 
+    # Startup and shutdown handlers (FastAPI's deprecated events)
+
+    def add_event_handler(self, event_type: str, func: Callable[[], Any]) -> None:
+        """Run ``func()`` (sync, or async and awaited) at ``"startup"`` or ``"shutdown"``.
+
+        Deprecated, as in FastAPI: write a ``lifespan`` instead. The handlers
+        run inside the app's lifespan (``app.nursery`` is open), in the order
+        they were added, startup before the server accepts connections,
+        shutdown after they have closed. As in FastAPI and Starlette, they do
+        not run when the app has a ``lifespan=``: it is one or the other.
+        """
+        _warn_events_deprecated()
+        self._add_event_handler(event_type, func)
+
+    def on_event(self, event_type: str) -> Callable[[Endpoint], Endpoint]:
+        """Decorate a ``"startup"`` or ``"shutdown"`` handler (deprecated: see ``add_event_handler``)."""
+        _warn_events_deprecated()
+
+        def decorator(func: Endpoint) -> Endpoint:
+            self._add_event_handler(event_type, func)
+            return func
+
+        return decorator
+
+    def _add_event_handler(self, event_type: str, func: Callable[[], Any]) -> None:
+        if event_type == "startup":
+            self.on_startup.append(func)
+        elif event_type == "shutdown":
+            self.on_shutdown.append(func)
+        else:
+            raise ValueError(f'Unknown event type {event_type!r}: use "startup" or "shutdown"')
+
+    async def startup(self) -> None:
+        """Run the ``startup`` handlers, in order."""
+        for handler in self.on_startup:
+            if inspect.isawaitable(result := handler()):
+                await result
+
+    async def shutdown(self) -> None:
+        """Run the ``shutdown`` handlers, in order."""
+        for handler in self.on_shutdown:
+            if inspect.isawaitable(result := handler()):
+                await result
+
     # Composition
 
     def mount(self, path: str, app: ASGIApp, name: str | None = None) -> Mount:
@@ -616,6 +675,8 @@ class APIRouter:
                 f"An include prefix must start with '/' and not end with '/': {prefix!r}"
             )
         extra = list(dependencies or ())
+        self.on_startup.extend(router.on_startup)
+        self.on_shutdown.extend(router.on_shutdown)
         for route in router.routes:
             if isinstance(route, Mount):
                 self.mount(prefix + route.path, route.app, name=route.name)

@@ -1,4 +1,4 @@
-"""``on_event`` / ``add_event_handler``: FastAPI's deprecated startup and shutdown handlers, run in the lifespan."""
+"""``on_event``, ``add_event_handler``: FastAPI's deprecated startup and shutdown handlers."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _app_with_handlers(log: list[str]) -> TrioAPI:
 
         @app.on_event("startup")
         async def open_db() -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             log.append("startup: db")
 
         @app.on_event("startup")
@@ -63,14 +63,14 @@ async def test_a_startup_handler_can_start_tasks_in_the_app_nursery() -> None:
     async def tick() -> None:
         for n in range(3):
             ticks.append(n)
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
         await trio.sleep_forever()
 
     with pytest.deprecated_call():
         app.add_event_handler("startup", lambda: app.nursery.start_soon(tick))
     async with TestClient(app):
         for _ in range(10):
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
     assert ticks == [0, 1, 2]
 
 

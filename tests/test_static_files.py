@@ -1,4 +1,4 @@
-"""``FileResponse``, ``RedirectResponse``, ``StaticFiles`` and ``app.mount``: the assets beside a real-time app."""
+"""``FileResponse``, ``RedirectResponse``, ``StaticFiles``, ``app.mount``: the assets beside the sockets."""
 
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ class JSONResponse(Response):
 
 
 class RedirectResponse(Response):
-    """Send the client to ``url`` (307 by default: the method and body are kept; 303 turns a POST into a GET)."""
+    """Send the client to ``url``: 307 by default (method and body kept); 303 turns a POST into a GET."""
 
     def __init__(self, url: str, status_code: int = 307, headers: Mapping[str, str] | None = None) -> None:
         # Characters a URL may hold stay as they are; spaces and non-ASCII are percent-encoded.
@@ -158,7 +158,7 @@ class FileResponse(Response):
 
     def _add_stat_headers(self, status: os.stat_result) -> None:
         names = {name for name, _ in self.raw_headers}
-        for name, value in _file_validators(status) + [(b"content-length", str(status.st_size).encode())]:
+        for name, value in [*_file_validators(status), (b"content-length", str(status.st_size).encode())]:
             if name not in names:
                 self.raw_headers.append((name, value))
 

@@ -6,9 +6,12 @@ import json
 import mimetypes
 import os
 import stat
+import time
 from collections.abc import Mapping
-from email.utils import formatdate
-from typing import Any, ClassVar
+from datetime import datetime
+from email.utils import format_datetime, formatdate
+from http.cookies import SimpleCookie
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import trio
@@ -69,6 +72,62 @@ class Response:
         if isinstance(content, str):
             return content.encode("utf-8")
         raise TypeError(f"{type(self).__name__} content must be str or bytes, not {type(content).__name__}")
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        max_age: int | None = None,
+        expires: datetime | str | int | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Add a ``Set-Cookie`` header (Starlette's signature).
+
+        ``expires`` is a ``datetime``, an HTTP date, or seconds from now.
+        Browsers send the cookie back with WebSocket handshakes to the same
+        site, which is how cookie-authenticated sockets log in (turn on
+        ``TrioAPI(allowed_origins=...)`` then).
+        """
+        cookie: SimpleCookie = SimpleCookie()
+        cookie[key] = value
+        morsel = cookie[key]
+        if max_age is not None:
+            morsel["max-age"] = max_age
+        if isinstance(expires, datetime):
+            morsel["expires"] = format_datetime(expires, usegmt=True)
+        elif isinstance(expires, int):
+            morsel["expires"] = formatdate(time.time() + expires, usegmt=True)
+        elif expires is not None:
+            morsel["expires"] = expires
+        if path is not None:
+            morsel["path"] = path
+        if domain is not None:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite is not None:
+            if samesite.lower() not in ("lax", "strict", "none"):
+                raise ValueError(f"samesite must be 'lax', 'strict' or 'none', not {samesite!r}")
+            morsel["samesite"] = samesite
+        self.raw_headers.append((b"set-cookie", morsel.OutputString().encode("latin-1")))
+
+    def delete_cookie(
+        self,
+        key: str,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Tell the client to drop the cookie ``key`` (``Max-Age=0``, expired)."""
+        self.set_cookie(key, "", 0, 0, path, domain, secure, httponly, samesite)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send this response through ASGI."""

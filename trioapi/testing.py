@@ -239,13 +239,16 @@ class WebSocketTestSession:
             data: bytes = message.get("bytes") or b""
             return text if text is not None else data
         if message["type"] == "websocket.close":
-            self._closed = (message.get("code", 1000), message.get("reason") or "")
-            # A real client answers a close frame with its own (RFC 6455, 5.5.1), and the
-            # server then ends the app's pending receive: do the same, at once.
-            code, reason = self._closed
-            self._to_app.send_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-            raise WebSocketDisconnect(*self._closed)
+            raise WebSocketDisconnect(*self._answer_close(message))
         raise RuntimeError(f"Unexpected ASGI message from the app: {message['type']!r}")
+
+    def _answer_close(self, message: Message) -> tuple[int, str]:
+        """Take the app's close frame: this end is closed now, and answers it."""
+        self._closed = code, reason = (message.get("code", 1000), message.get("reason") or "")
+        # A real client answers a close frame with its own (RFC 6455, 5.5.1), and the
+        # server then ends the app's pending receive: do the same, at once.
+        self._to_app.send_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        return self._closed
 
     async def receive_text(self) -> str:
         """The next message, which must be text."""
@@ -295,10 +298,14 @@ class WebSocketTestSession:
                 raise AssertionError(f"expected no message within {within}s, but the app ended") from None
             if message is None:
                 return
+            if message["type"] == "websocket.close":
+                # Answered as receive() would; the next receive raises WebSocketDisconnect.
+                self._answer_close(message)
+                # Perhaps the app failed (close 1011): let it finish, and say why.
+                await _settle()
+                self._raise_app_error()
+                raise AssertionError(f"expected no message within {within}s, got {_describe(message)}")
             self._held.append(message)
-            # A message may be the app failing (close 1011): let it finish, and say why.
-            await _settle()
-            self._raise_app_error()
         raise AssertionError(f"expected no message within {within}s, got {_describe(self._held[0])}")
 
     async def _receive_within(self, seconds: float) -> Message | None:

@@ -6,6 +6,8 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from trioapi import TrioAPI, WebSocket
 from trioapi.routing import APIRouter, NoMatchFound
@@ -199,3 +201,13 @@ async def test_earlier_routes_win_over_a_mount_at_the_root(assets: Path) -> None
     async with TestClient(app) as client:
         assert (await client.get("/health")).json() == {"ok": True}
         assert (await client.get("/app.js")).text == "console.log('hi');"
+
+
+async def test_files_are_served_under_the_autojump_clock_given_a_threshold(
+    assets: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The disk is read in worker threads; without a threshold the clock would jump while they work.
+    autojump_clock.autojump_threshold = 0.05
+    async with TestClient(_app(assets)) as client:
+        for _ in range(3):
+            assert (await client.get("/static/app.js")).status_code == 200

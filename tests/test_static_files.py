@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from trioapi import TrioAPI, WebSocket
+from trioapi.pytest_plugin import LiveServer
 from trioapi.routing import APIRouter, NoMatchFound
 from trioapi.staticfiles import StaticFiles
 from trioapi.testing import TestClient, WebSocketRejected
@@ -211,3 +212,49 @@ async def test_files_are_served_under_the_autojump_clock_given_a_threshold(
     async with TestClient(_app(assets)) as client:
         for _ in range(3):
             assert (await client.get("/static/app.js")).status_code == 200
+
+
+# -- on a real server -------------------------------------------------------------
+
+
+@pytest.fixture
+def app(assets: Path) -> TrioAPI:
+    """The app the ``live_server`` fixture serves."""
+    return _app(assets)
+
+
+async def _http_get(port: int, target: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """``GET target`` over a plain socket, as a browser would send it (``Connection: close``)."""
+    lines = [f"GET {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    with trio.fail_after(10):
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            data = b""
+            for _ in range(10_000):
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = dict(line.lower().split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), parsed, body
+
+
+@pytest.mark.parametrize("live_server", ["hypercorn"], indirect=True)
+async def test_a_real_server_serves_files_and_refuses_ways_out(live_server: LiveServer) -> None:
+    status, headers, body = await _http_get(live_server.port, "/static/css/chat.css")
+    assert (status, headers["content-type"], body) == (
+        200,
+        "text/css; charset=utf-8",
+        b"body { color: red; }",
+    )
+    status, _, body = await _http_get(live_server.port, "/static/app.js", if_none_match=headers["etag"])
+    assert (status, body) == (200, b"console.log('hi');")  # another file's ETag
+    _, js_headers, _ = await _http_get(live_server.port, "/static/app.js")
+    status, _, body = await _http_get(live_server.port, "/static/app.js", if_none_match=js_headers["etag"])
+    assert (status, body) == (304, b"")
+    for target in ("/static/../secret.txt", "/static/%2e%2e/secret.txt", "/static/..%2fsecret.txt"):
+        status, _, body = await _http_get(live_server.port, target)
+        assert status == 404 and b"password" not in body, target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -171,6 +172,23 @@ async def test_a_mounted_app_sees_the_rest_of_the_path_and_the_prefix_as_root_pa
         response = await client.get("/api/health/db")
     assert response.json() == {"name": "db"}
     assert app.url_path_for("api:health", name="db") == "/api/health/db"
+
+
+def test_url_path_for_looks_into_an_unnamed_mounted_app_and_past_foreign_apps() -> None:
+    async def foreign(scope: Any, receive: Any, send: Any) -> None: ...
+
+    sub = TrioAPI()
+
+    @sub.websocket("/live/{room}")
+    async def live(websocket: WebSocket, room: str) -> None: ...
+
+    app = TrioAPI()
+    app.mount("/legacy", foreign)
+    app.mount("/v2", sub)
+    path = app.url_path_for("live", room="a")
+    assert (path, path.protocol) == ("/v2/live/a", "websocket")
+    with pytest.raises(NoMatchFound):
+        app.url_path_for("nothing")
 
 
 async def test_mounts_keep_router_and_include_prefixes(assets: Path) -> None:

@@ -397,8 +397,8 @@ class Mount(BaseRoute):
     mounted app).
 
     ``url_path_for(name, path="app.js")`` gives ``/static/app.js``; when ``app``
-    is a router, ``url_path_for("name:route", ...)`` finds its routes (any of
-    them when the mount has no name).
+    is a trioapi app or router, ``url_path_for("name:route", ...)`` finds its
+    routes (any of them when the mount has no name).
     """
 
     def __init__(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
@@ -435,16 +435,13 @@ class Mount(BaseRoute):
             inner = str(path_params.pop("path")).lstrip("/")
             prefix = _fill_template(self.compiled, name, {**path_params, "path": ""})
             return URLPath(prefix + inner, "http")
-        if self.name is None or name.startswith(self.name + ":"):
-            find = getattr(self.app, "url_path_for", None)
-            if find is not None:
-                own = {
-                    key: path_params.pop(key) for key in list(path_params) if key in self.compiled.convertors
-                }
-                inner_name = name if self.name is None else name[len(self.name) + 1 :]
-                child: URLPath = find(inner_name, **path_params)
-                prefix = _fill_template(self.compiled, name, {**own, "path": ""}).rstrip("/")
-                return URLPath(prefix + child, child.protocol)
+        if isinstance(self.app, APIRouter) and (self.name is None or name.startswith(self.name + ":")):
+            mount_params = set(self.compiled.convertors) - {"path"}
+            own = {key: path_params.pop(key) for key in list(path_params) if key in mount_params}
+            inner_name = name if self.name is None else name[len(self.name) + 1 :]
+            child = self.app.url_path_for(inner_name, **path_params)
+            prefix = _fill_template(self.compiled, name, {**own, "path": ""}).rstrip("/")
+            return URLPath(prefix + child, child.protocol)
         raise NoMatchFound(name, path_params)
 
     def __repr__(self) -> str:

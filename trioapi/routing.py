@@ -398,7 +398,7 @@ class Mount(BaseRoute):
 
     ``url_path_for(name, path="app.js")`` gives ``/static/app.js``; when ``app``
     is a trioapi app or router, ``url_path_for("name:route", ...)`` finds its
-    routes (any of them when the mount has no name).
+    HTTP routes (any of them when the mount has no name).
     """
 
     def __init__(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
@@ -440,8 +440,9 @@ class Mount(BaseRoute):
             own = {key: path_params.pop(key) for key in list(path_params) if key in mount_params}
             inner_name = name if self.name is None else name[len(self.name) + 1 :]
             child = self.app.url_path_for(inner_name, **path_params)
-            prefix = _fill_template(self.compiled, name, {**own, "path": ""}).rstrip("/")
-            return URLPath(prefix + child, child.protocol)
+            if child.protocol == "http":  # the mount does not take WebSocket handshakes
+                prefix = _fill_template(self.compiled, name, {**own, "path": ""}).rstrip("/")
+                return URLPath(prefix + child, child.protocol)
         raise NoMatchFound(name, path_params)
 
     def __repr__(self) -> str:

@@ -213,6 +213,13 @@ def _warn_events_deprecated() -> None:
     )
 
 
+async def _run_handlers(handlers: Sequence[Callable[[], Any]]) -> None:
+    """Call each handler; await what an ``async def`` one returns."""
+    for handler in handlers:
+        if inspect.isawaitable(result := handler()):
+            await result
+
+
 def _endpoint_name(endpoint: Callable[..., Any]) -> str:
     return getattr(endpoint, "__name__", type(endpoint).__name__)
 
@@ -638,15 +645,11 @@ class APIRouter:
 
     async def startup(self) -> None:
         """Run the ``startup`` handlers, in order."""
-        for handler in self.on_startup:
-            if inspect.isawaitable(result := handler()):
-                await result
+        await _run_handlers(self.on_startup)
 
     async def shutdown(self) -> None:
         """Run the ``shutdown`` handlers, in order."""
-        for handler in self.on_shutdown:
-            if inspect.isawaitable(result := handler()):
-                await result
+        await _run_handlers(self.on_shutdown)
 
     # Composition
 

@@ -10,10 +10,6 @@ from trioapi import TrioAPI, WebSocket
 from trioapi.endpoints import WebSocketEndpoint
 from trioapi.testing import TestClient, WebSocketRejected
 
-# WebSocketEndpoint reads through WebSocket.receive(), which comes with issue 18 item 2:
-# delete this mark when that lands (its type: ignore comments in trioapi/endpoints.py too).
-pytestmark = pytest.mark.skipif(not hasattr(WebSocket, "receive"), reason="needs WebSocket.receive()")
-
 
 def _echo_app(endpoint: type[WebSocketEndpoint]) -> TrioAPI:
     app = TrioAPI()

@@ -75,8 +75,7 @@ class WebSocketEndpoint:
     @classmethod
     def for_websocket(cls, websocket: WebSocket) -> WebSocketEndpoint:
         """An instance for a connection trioapi has already wrapped in ``websocket`` (what routes use)."""
-        # WebSocket.receive/send come with issue 18 item 2: drop the ignores when it lands.
-        return cls(websocket.scope, websocket.receive, websocket.send)  # type: ignore[attr-defined]
+        return cls(websocket.scope, websocket.receive, websocket.send)
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.dispatch().__await__()
@@ -97,7 +96,7 @@ class WebSocketEndpoint:
         close_code = status.WS_1000_NORMAL_CLOSURE
         try:
             while True:
-                message = await websocket.receive()  # type: ignore[attr-defined]
+                message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     close_code = int(message.get("code") or status.WS_1000_NORMAL_CLOSURE)
                     break

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+import trio
+from trio_websocket import open_websocket_url
 
 from trioapi import TrioAPI, WebSocket
 from trioapi.endpoints import WebSocketEndpoint
+from trioapi.pytest_plugin import LiveServer
 from trioapi.testing import TestClient, WebSocketRejected
 
 
@@ -215,3 +219,48 @@ async def test_a_hook_finding_the_peer_gone_ends_the_loop_with_the_peer_code() -
         assert await ws.receive_text() == "and then?"
         await ws.vanish()
     assert log == [1006]
+
+
+# -- on real servers --------------------------------------------------------------
+
+
+@pytest.fixture
+def app() -> TrioAPI:
+    """The app the ``live_server`` fixture serves: a JSON endpoint class and a plain route."""
+    app = TrioAPI()
+    app.state.codes = []
+    app.state.ended = trio.Event()
+
+    @app.websocket_route("/json")
+    class Doubler(WebSocketEndpoint):
+        encoding = "json"
+
+        async def on_receive(self, websocket: WebSocket, data: Any) -> None:
+            await websocket.send_json({"double": data["n"] * 2})
+
+        async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+            app.state.codes.append(close_code)
+            app.state.ended.set()
+
+    @app.websocket_route("/plain")
+    async def plain(websocket: Any) -> None:
+        await websocket.accept()
+        await websocket.send_text(websocket.url.path)
+
+    return app
+
+
+async def test_a_class_endpoint_and_a_plain_route_on_every_server(
+    app: TrioAPI, live_server: LiveServer
+) -> None:
+    async with open_websocket_url(live_server.ws_url("/json")) as ws:
+        await ws.send_message('{"n": 2}')
+        assert json.loads(await ws.get_message()) == {"double": 4}
+        await ws.send_message(b'{"n": 5}')
+        assert json.loads(await ws.get_message()) == {"double": 10}
+    async with open_websocket_url(live_server.ws_url("/plain")) as ws:
+        assert await ws.get_message() == "/plain"
+    with trio.fail_after(5):
+        await app.state.ended.wait()
+    # hypercorn reports every client close as 1006 (see the close-codes guide); native has the real code.
+    assert app.state.codes == [1006 if live_server.kind == "hypercorn" else 1000]

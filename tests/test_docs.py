@@ -38,6 +38,8 @@ PUBLIC_MODULES = [
     "trioapi.security",
     "trioapi.requests",
     "trioapi.responses",
+    "trioapi.staticfiles",
+    "trioapi.endpoints",
     "trioapi.datastructures",
     "trioapi.status",
     "trioapi.testing",

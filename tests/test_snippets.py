@@ -32,6 +32,11 @@ from docs.snippets.testing_fixtures import (  # noqa: F401
     test_in_memory,
     test_on_a_real_server,
 )
+from docs.snippets.testing_ported import (  # noqa: F401
+    test_a_session_cookie_logs_the_socket_in,
+    test_the_manager_knows_a_client_as_soon_as_it_is_connected,
+    test_the_other_room_gets_nothing,
+)
 from trioapi.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent

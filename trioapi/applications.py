@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import attrs
 import trio
@@ -23,7 +23,7 @@ from trioapi.dependencies.solving import dependency_exit_stack, solve_dependenci
 from trioapi.exceptions import HTTPException, RequestValidationError
 from trioapi.requests import Request
 from trioapi.responses import JSONResponse, Response
-from trioapi.routing import APIRoute, APIRouter, APIWebSocketRoute, BaseRoute
+from trioapi.routing import APIRoute, APIRouter, BaseRoute, Mount, WebSocketRoute
 from trioapi.security.origin import origin_allowed
 from trioapi.server._process import adopt_worker_process, connection_closed
 from trioapi.websockets import WebSocket
@@ -31,6 +31,7 @@ from trioapi.websockets import WebSocket
 if TYPE_CHECKING:
     from trioapi._types import Receive, Scope, Send
     from trioapi.params import Depends
+    from trioapi.routing import APIWebSocketRoute
 
 __all__ = ["TrioAPI"]
 
@@ -41,8 +42,13 @@ Handler = TypeVar("Handler", bound=ExceptionHandler)
 
 
 @asynccontextmanager
-async def _no_lifespan(app: TrioAPI) -> AsyncIterator[None]:
-    yield None
+async def _event_handlers_lifespan(app: TrioAPI) -> AsyncIterator[None]:
+    """The lifespan of an app without ``lifespan=``: its (deprecated) startup and shutdown handlers."""
+    await app.startup()
+    try:
+        yield None
+    finally:
+        await app.shutdown()
 
 
 class TrioAPI(APIRouter):
@@ -85,7 +91,7 @@ class TrioAPI(APIRouter):
     ) -> None:
         super().__init__(dependencies=dependencies, routes=routes)
         self.router: APIRouter = self
-        self.lifespan_context: Lifespan = lifespan or _no_lifespan
+        self.lifespan_context: Lifespan = lifespan or _event_handlers_lifespan
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
         self.exception_handlers: dict[type[Exception], ExceptionHandler] = dict(exception_handlers or {})
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
@@ -194,14 +200,15 @@ class TrioAPI(APIRouter):
         if route is None:
             logger.info("WebSocket %s: no route, handshake refused with 404", scope["path"])
             return websocket.deny(404, [(b"content-length", b"0")])
-        assert isinstance(route, APIWebSocketRoute)
+        assert isinstance(route, WebSocketRoute)
         scope.update(child)
         websocket.max_message_size = self.max_message_size
         allowed = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
         if allowed is not None and not origin_allowed(websocket.headers, allowed):
             logger.info("WebSocket %s: Origin %r not allowed", scope["path"], websocket.headers.get("origin"))
             return websocket.deny(403, [(b"content-length", b"0")])
-        return serve_websocket(self._policy, route, websocket)
+        # serve_websocket uses only what every WebSocketRoute has (plan, endpoint).
+        return serve_websocket(self._policy, cast("APIWebSocketRoute", route), websocket)
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, child, partial = self.match(scope)
@@ -210,8 +217,11 @@ class TrioAPI(APIRouter):
             detail = "Method Not Allowed" if partial else "Not Found"
             await JSONResponse({"detail": detail}, status)(scope, receive, send)
             return
-        assert isinstance(route, APIRoute)
         scope.update(child)
+        if isinstance(route, Mount):
+            await route.app(scope, receive, send)
+            return
+        assert isinstance(route, APIRoute)
         request = Request(scope, receive)
         try:
             response = await self._run_http_endpoint(route, request)

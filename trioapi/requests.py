@@ -8,6 +8,7 @@ serves HTTP routes and WebSocket routes alike.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -19,14 +20,33 @@ if TYPE_CHECKING:
 __all__ = ["HTTPConnection", "Request"]
 
 
-class HTTPConnection:
+class HTTPConnection(Mapping[str, Any]):
     """The handshake of a connection: URL, headers, query, cookies, client and state.
 
     Every property is computed from the ASGI ``scope`` on first use and cached.
+    The connection is also a read-only mapping over its scope, as in Starlette:
+    ``websocket["type"]``, ``websocket["subprotocols"]``, ``len(websocket)``,
+    ``dict(websocket)``. Two connections are equal only if they are the same
+    object, and each is hashable, whatever their scopes hold: connections are
+    dict keys and set members (rooms, registries).
     """
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
+
+    def __getitem__(self, key: str) -> Any:
+        return self.scope[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scope)
+
+    def __len__(self) -> int:
+        return len(self.scope)
+
+    # Mapping compares contents, which would make two connections with equal
+    # scopes equal and every connection unhashable: keep object identity.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     @property
     def app(self) -> Any:

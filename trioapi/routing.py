@@ -13,6 +13,7 @@ import functools
 import inspect
 import re
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -20,10 +21,12 @@ import attrs
 
 from trioapi.datastructures import URLPath
 from trioapi.dependencies.analysis import EndpointPlan, analyze_endpoint
+from trioapi.endpoints import WebSocketEndpoint
 from trioapi.exceptions import RouteDefinitionError
+from trioapi.websockets import WebSocket
 
 if TYPE_CHECKING:
-    from trioapi._types import Scope
+    from trioapi._types import ASGIApp, Scope
     from trioapi.params import Depends
 
 __all__ = [
@@ -32,7 +35,9 @@ __all__ = [
     "APIWebSocketRoute",
     "BaseRoute",
     "Match",
+    "Mount",
     "NoMatchFound",
+    "WebSocketRoute",
     "compile_path",
 ]
 
@@ -127,10 +132,22 @@ def compile_path(path: str) -> CompiledPath:
 
 
 class BaseRoute:
-    """A route: ``matches`` a scope and builds its own URL with ``url_path_for``.
+    """A route: ``matches`` a scope and builds its own URL with ``url_path_for``."""
 
-    Declaring one compiles its path and analyses its endpoint, once.
-    """
+    path: str
+    name: str | None
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Whether this route serves ``scope``, and the scope items to add if it does."""
+        raise NotImplementedError
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """The path of this route if it is called ``name`` and takes exactly ``path_params``."""
+        raise NotImplementedError
+
+
+class _EndpointRoute(BaseRoute):
+    """A route to one endpoint: its path compiled and its endpoint analysed when declared, once."""
 
     protocol: Literal["websocket", "http"]
 
@@ -144,7 +161,7 @@ class BaseRoute:
     ) -> None:
         self.path = path
         self.endpoint = endpoint
-        self.name = _endpoint_name(endpoint) if name is None else name
+        self.name: str = _endpoint_name(endpoint) if name is None else name
         self.dependencies = list(dependencies or ())
         self.compiled = compile_path(path)
         # A path without parameters matches by string equality: no regex per request.
@@ -168,19 +185,39 @@ class BaseRoute:
             params[name] = self.compiled.convertors[name].convert(value)
         return params
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """Whether this route serves ``scope``, and the scope items to add if it does."""
-        raise NotImplementedError
-
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         """The path of this route if it is called ``name`` and takes exactly ``path_params``."""
-        if name != self.name or set(path_params) != set(self.compiled.convertors):
+        if name != self.name:
             raise NoMatchFound(name, path_params)
-        values = {key: self.compiled.convertors[key].to_string(value) for key, value in path_params.items()}
-        for key, text in values.items():
-            if "/" in text and self.compiled.convertors[key] is not CONVERTORS["path"]:
-                raise NoMatchFound(name, path_params)
-        return URLPath(self.compiled.format.format(**values), self.protocol)
+        return URLPath(_fill_template(self.compiled, name, path_params), self.protocol)
+
+
+def _fill_template(compiled: CompiledPath, name: str, path_params: dict[str, Any]) -> str:
+    """``compiled``'s path with exactly its parameters filled in; ``NoMatchFound`` if they do not fit."""
+    if set(path_params) != set(compiled.convertors):
+        raise NoMatchFound(name, path_params)
+    values = {key: compiled.convertors[key].to_string(value) for key, value in path_params.items()}
+    for key, text in values.items():
+        if "/" in text and compiled.convertors[key] is not CONVERTORS["path"]:
+            raise NoMatchFound(name, path_params)
+    return compiled.format.format(**values)
+
+
+def _warn_events_deprecated() -> None:
+    warnings.warn(
+        "on_event() and add_event_handler() are deprecated, as in FastAPI: use a lifespan instead, "
+        "TrioAPI(lifespan=...) with an async context manager (code before its yield runs at startup, "
+        "after it at shutdown). Startup and shutdown handlers do not run when the app has a lifespan.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+async def _run_handlers(handlers: Sequence[Callable[[], Any]]) -> None:
+    """Call each handler; await what an ``async def`` one returns."""
+    for handler in handlers:
+        if inspect.isawaitable(result := handler()):
+            await result
 
 
 def _endpoint_name(endpoint: Callable[..., Any]) -> str:
@@ -193,15 +230,112 @@ def _is_async_callable(obj: Any) -> bool:
     return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(type(obj).__call__)
 
 
-class APIWebSocketRoute(BaseRoute):
-    """A WebSocket endpoint at ``path``.
+def _websocket_only(endpoint: Callable[..., Any], path: str) -> Callable[..., Awaitable[None]]:
+    """The handler of a ``WebSocketRoute``: it passes the ``WebSocket`` as the one positional argument.
+
+    A ``WebSocketEndpoint`` subclass is instantiated for each connection, as
+    Starlette does. The result carries the endpoint's name and keeps it as
+    ``__wrapped__``.
+    """
+    call: Callable[[WebSocket], Awaitable[Any]] = endpoint
+    if isinstance(endpoint, type) and issubclass(endpoint, WebSocketEndpoint):
+        endpoint_class = endpoint
+
+        async def handler(websocket: WebSocket) -> None:
+            await endpoint_class.for_websocket(websocket).serve(websocket)
+
+    elif _is_async_callable(endpoint):
+        _check_takes_one_argument(endpoint, path)
+
+        async def handler(websocket: WebSocket) -> None:
+            await call(websocket)
+
+    else:
+        raise RouteDefinitionError(
+            f"WebSocket endpoint {_endpoint_name(endpoint)!r} for {path!r} must be an 'async def' "
+            "function taking the WebSocket, or a WebSocketEndpoint subclass: a WebSocket handler "
+            "awaits messages, and a plain 'def' would block the server"
+        )
+    handler.__name__ = handler.__qualname__ = _endpoint_name(endpoint)
+    handler.__doc__ = endpoint.__doc__
+    return handler
+
+
+def _check_takes_one_argument(endpoint: Callable[..., Any], path: str) -> None:
+    try:
+        signature = inspect.signature(endpoint)
+    except (TypeError, ValueError):  # a builtin or extension callable: nothing to check
+        return
+    try:
+        signature.bind(None)
+    except TypeError as exc:
+        raise RouteDefinitionError(
+            f"WebSocket endpoint {_endpoint_name(endpoint)!r} for {path!r} is called with the WebSocket "
+            f"as its only argument, which its signature {signature} does not allow ({exc}); "
+            "for path, query or dependency parameters declare it with websocket(...) instead"
+        ) from None
+
+
+class WebSocketRoute(_EndpointRoute):
+    """A WebSocket endpoint at ``path`` that receives only the ``WebSocket`` (Starlette's route).
+
+    What ``websocket_route`` and ``add_websocket_route`` declare: the endpoint
+    is called with the ``WebSocket`` as its one positional argument, whatever
+    the parameter is called; no dependency injection, no path or query
+    parameters (read ``websocket.path_params``). The endpoint is an ``async
+    def`` function (or method, or ``functools.partial``) or a
+    ``trioapi.endpoints.WebSocketEndpoint`` subclass. ``endpoint`` is the
+    function trioapi calls; the one given is its ``__wrapped__``.
+
+    ``allowed_origins`` restricts the ``Origin`` of handshakes on this route,
+    as on ``TrioAPI``.
+    """
+
+    protocol: Literal["websocket", "http"] = "websocket"
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        name: str | None = None,
+        allowed_origins: Collection[str] | None = None,
+    ) -> None:
+        self._declare(path, _websocket_only(endpoint, path), name, None, allowed_origins)
+        # After the analysis, which would have followed __wrapped__ to the endpoint's own signature.
+        self.endpoint.__wrapped__ = endpoint  # type: ignore[attr-defined]
+        self._given_endpoint = endpoint
+
+    def _declare(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        name: str | None,
+        dependencies: Sequence[Depends] | None,
+        allowed_origins: Collection[str] | None,
+    ) -> None:
+        super().__init__(path, endpoint, name=name, dependencies=dependencies)
+        self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """``Match.FULL`` with the converted ``path_params`` for a WebSocket scope on this path."""
+        if scope["type"] == "websocket":
+            params = self._match_path(scope)
+            if params is not None:
+                return Match.FULL, {"path_params": params, "route": self, "endpoint": self.endpoint}
+        return Match.NONE, {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r}, name={self.name!r})"
+
+
+class APIWebSocketRoute(WebSocketRoute):
+    """A WebSocket endpoint at ``path``, with its parameters and dependencies injected.
 
     The endpoint must be an ``async def``; its parameters are analysed now, so a
     shape that cannot work is refused here with a ``RouteDefinitionError`` rather
     than on the first connection.
     """
-
-    protocol: Literal["websocket", "http"] = "websocket"
 
     def __init__(
         self,
@@ -217,22 +351,10 @@ class APIWebSocketRoute(BaseRoute):
                 f"WebSocket endpoint {_endpoint_name(endpoint)!r} for {path!r} must be an 'async def' "
                 "function: a WebSocket handler awaits messages, and a plain 'def' would block the server"
             )
-        super().__init__(path, endpoint, name=name, dependencies=dependencies)
-        self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """``Match.FULL`` with the converted ``path_params`` for a WebSocket scope on this path."""
-        if scope["type"] == "websocket":
-            params = self._match_path(scope)
-            if params is not None:
-                return Match.FULL, {"path_params": params, "route": self, "endpoint": self.endpoint}
-        return Match.NONE, {}
-
-    def __repr__(self) -> str:
-        return f"APIWebSocketRoute(path={self.path!r}, name={self.name!r})"
+        self._declare(path, endpoint, name, dependencies, allowed_origins)
 
 
-class APIRoute(BaseRoute):
+class APIRoute(_EndpointRoute):
     """An HTTP endpoint at ``path`` for ``methods``.
 
     The endpoint may be ``async def`` or a plain ``def`` (run inline: it must not
@@ -271,6 +393,69 @@ class APIRoute(BaseRoute):
         return f"APIRoute(path={self.path!r}, name={self.name!r}, methods={sorted(self.methods)!r})"
 
 
+class Mount(BaseRoute):
+    """An ASGI app served under a path prefix: ``Mount("/static", StaticFiles(directory="static"))``.
+
+    Every HTTP request whose path starts with ``path + "/"`` goes to ``app``
+    with the prefix moved from the scope's ``path`` to its ``root_path``, so the
+    app sees ``/app.js`` for ``/static/app.js``. WebSocket handshakes are not
+    mounted: declare WebSocket routes on the app or an included router (the
+    native and trio-websocket servers carry no ASGI messages to hand a
+    mounted app).
+
+    ``url_path_for(name, path="app.js")`` gives ``/static/app.js``; when ``app``
+    is a trioapi app or router, ``url_path_for("name:route", ...)`` finds its
+    HTTP routes (any of them when the mount has no name).
+    """
+
+    def __init__(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
+        path = path.rstrip("/")
+        if path and not path.startswith("/"):
+            raise RouteDefinitionError(f"A mount path must start with '/': {path!r}")
+        self.path = path
+        self.app = app
+        self.name = name
+        self.compiled = compile_path(path + "/{path:path}")
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """``Match.FULL`` for an HTTP scope under the prefix, with ``path`` and ``root_path`` moved."""
+        if scope["type"] == "http":
+            match = self.compiled.regex.match(scope["path"])
+            if match is not None:
+                params = match.groupdict()
+                remaining = "/" + params.pop("path")
+                converted = {
+                    key: self.compiled.convertors[key].convert(value) for key, value in params.items()
+                }
+                prefix = scope["path"][: len(scope["path"]) - len(remaining)]
+                return Match.FULL, {
+                    "path": remaining,
+                    "root_path": scope.get("root_path", "") + prefix,
+                    "path_params": {**scope.get("path_params", {}), **converted},
+                    "endpoint": self.app,
+                }
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """``prefix/path`` for this mount's ``name``; a mounted router's route for ``"name:route"``."""
+        if self.name is not None and name == self.name and "path" in path_params:
+            inner = str(path_params.pop("path")).lstrip("/")
+            prefix = _fill_template(self.compiled, name, {**path_params, "path": ""})
+            return URLPath(prefix + inner, "http")
+        if isinstance(self.app, APIRouter) and (self.name is None or name.startswith(self.name + ":")):
+            mount_params = set(self.compiled.convertors) - {"path"}
+            own = {key: path_params.pop(key) for key in list(path_params) if key in mount_params}
+            inner_name = name if self.name is None else name[len(self.name) + 1 :]
+            child = self.app.url_path_for(inner_name, **path_params)
+            if child.protocol == "http":  # the mount does not take WebSocket handshakes
+                prefix = _fill_template(self.compiled, name, {**own, "path": ""}).rstrip("/")
+                return URLPath(prefix + child, child.protocol)
+        raise NoMatchFound(name, path_params)
+
+    def __repr__(self) -> str:
+        return f"Mount(path={self.path!r}, name={self.name!r}, app={self.app!r})"
+
+
 # -- routers --------------------------------------------------------------------
 
 
@@ -291,6 +476,10 @@ class APIRouter:
         self.prefix = prefix
         self.dependencies = list(dependencies or ())
         self.routes: list[BaseRoute] = list(routes or ())
+        #: Handlers from ``on_event("startup")`` / ``add_event_handler`` (deprecated).
+        self.on_startup: list[Callable[[], Any]] = []
+        #: Handlers from ``on_event("shutdown")`` / ``add_event_handler`` (deprecated).
+        self.on_shutdown: list[Callable[[], Any]] = []
 
     # WebSocket routes
 
@@ -328,6 +517,33 @@ class APIRouter:
             self.add_api_websocket_route(
                 path, endpoint, name=name, dependencies=dependencies, allowed_origins=allowed_origins
             )
+            return endpoint
+
+        return decorator
+
+    def add_websocket_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        name: str | None = None,
+        *,
+        allowed_origins: Collection[str] | None = None,
+    ) -> WebSocketRoute:
+        """Add a Starlette-style WebSocket endpoint at ``prefix + path``: it gets only the ``WebSocket``.
+
+        ``endpoint`` is an ``async def`` taking the WebSocket, or a
+        ``WebSocketEndpoint`` subclass; see ``WebSocketRoute``. Unlike FastAPI,
+        the router's ``prefix`` applies, as it does to every other route.
+        """
+        route = WebSocketRoute(self.prefix + path, endpoint, name=name, allowed_origins=allowed_origins)
+        self.routes.append(route)
+        return route
+
+    def websocket_route(self, path: str, name: str | None = None) -> Callable[[Endpoint], Endpoint]:
+        """Decorate a Starlette-style WebSocket endpoint for ``path`` (see ``add_websocket_route``)."""
+
+        def decorator(endpoint: Endpoint) -> Endpoint:
+            self.add_websocket_route(path, endpoint, name=name)
             return endpoint
 
         return decorator
@@ -395,7 +611,53 @@ class APIRouter:
         """Decorate a DELETE endpoint."""
         return self.api_route(path, methods=("DELETE",), **options)
 
+    # Startup and shutdown handlers (FastAPI's deprecated events)
+
+    def add_event_handler(self, event_type: str, func: Callable[[], Any]) -> None:
+        """Run ``func()`` (sync, or async and awaited) at ``"startup"`` or ``"shutdown"``.
+
+        Deprecated, as in FastAPI: write a ``lifespan`` instead. The handlers
+        run inside the app's lifespan (``app.nursery`` is open), in the order
+        they were added, startup before the server accepts connections,
+        shutdown after they have closed. As in FastAPI and Starlette, they do
+        not run when the app has a ``lifespan=``: it is one or the other.
+        """
+        _warn_events_deprecated()
+        self._add_event_handler(event_type, func)
+
+    def on_event(self, event_type: str) -> Callable[[Endpoint], Endpoint]:
+        """Decorate a ``"startup"`` or ``"shutdown"`` handler (deprecated: see ``add_event_handler``)."""
+        _warn_events_deprecated()
+
+        def decorator(func: Endpoint) -> Endpoint:
+            self._add_event_handler(event_type, func)
+            return func
+
+        return decorator
+
+    def _add_event_handler(self, event_type: str, func: Callable[[], Any]) -> None:
+        if event_type == "startup":
+            self.on_startup.append(func)
+        elif event_type == "shutdown":
+            self.on_shutdown.append(func)
+        else:
+            raise ValueError(f'Unknown event type {event_type!r}: use "startup" or "shutdown"')
+
+    async def startup(self) -> None:
+        """Run the ``startup`` handlers, in order."""
+        await _run_handlers(self.on_startup)
+
+    async def shutdown(self) -> None:
+        """Run the ``shutdown`` handlers, in order."""
+        await _run_handlers(self.on_shutdown)
+
     # Composition
+
+    def mount(self, path: str, app: ASGIApp, name: str | None = None) -> Mount:
+        """Serve the ASGI ``app`` (``StaticFiles``, another app) for HTTP requests under ``prefix + path``."""
+        route = Mount(self.prefix + path, app, name=name)
+        self.routes.append(route)
+        return route
 
     def include_router(
         self,
@@ -414,13 +676,24 @@ class APIRouter:
                 f"An include prefix must start with '/' and not end with '/': {prefix!r}"
             )
         extra = list(dependencies or ())
+        self.on_startup.extend(router.on_startup)
+        self.on_shutdown.extend(router.on_shutdown)
         for route in router.routes:
-            if isinstance(route, APIWebSocketRoute):
+            if isinstance(route, Mount):
+                self.mount(prefix + route.path, route.app, name=route.name)
+            elif isinstance(route, APIWebSocketRoute):
                 self.add_api_websocket_route(
                     prefix + route.path,
                     route.endpoint,
                     name=route.name,
                     dependencies=[*extra, *route.dependencies],
+                    allowed_origins=route.allowed_origins,
+                )
+            elif isinstance(route, WebSocketRoute):
+                self.add_websocket_route(
+                    prefix + route.path,
+                    route._given_endpoint,
+                    name=route.name,
                     allowed_origins=route.allowed_origins,
                 )
             elif isinstance(route, APIRoute):
@@ -432,8 +705,8 @@ class APIRouter:
                     dependencies=[*extra, *route.dependencies],
                     status_code=route.status_code,
                 )
-            else:  # pragma: no cover - only the two route kinds exist
-                raise TypeError(f"Cannot include route {route!r}")
+            else:
+                raise TypeError(f"Cannot include route {route!r}: not a trioapi route or mount")
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         """The path of the route called ``name`` with ``path_params``; ``NoMatchFound`` if none fits."""

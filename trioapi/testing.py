@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from http.cookies import CookieError, SimpleCookie
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import attrs
 import trio
+import trio.testing
 
 from trioapi._errors import is_cancellation, single_error
 from trioapi._lifespan import LifespanDriver
@@ -38,6 +41,21 @@ __all__ = ["LifespanError", "TestClient", "TestResponse", "WebSocketRejected", "
 
 #: An in-memory peer never blocks the app, like a real client with a fast link.
 _UNBOUNDED = math.inf
+
+#: How long (seconds, on Trio's clock) ``websocket_connect`` waits for the app to
+#: settle after the handshake before going on anyway (an app whose tasks never
+#: all wait, such as a busy loop of checkpoints, never settles).
+SETTLE_LIMIT = 1.0
+
+
+async def _settle() -> None:
+    """Let the app run until every task waits (for a message, a timer, I/O), within ``SETTLE_LIMIT``.
+
+    Trio's ``wait_all_tasks_blocked`` wakes before the autojump clock's own
+    waiter, so under ``autojump_clock`` the app settles before virtual time moves.
+    """
+    with trio.move_on_after(SETTLE_LIMIT):
+        await trio.testing.wait_all_tasks_blocked()
 
 
 class WebSocketRejected(WebSocketDisconnect):
@@ -130,6 +148,8 @@ class WebSocketTestSession:
         self._app_error: BaseException | None = None
         self._app_done = trio.Event()
         self._closed: tuple[int, str] | None = None
+        # Messages taken off the channel by assert_no_message, for the next receive.
+        self._held: deque[Message] = deque()
         self.accepted_subprotocol: str | None = None
         self.response_headers = Headers()
 
@@ -145,6 +165,8 @@ class WebSocketTestSession:
             self._app_outbox.close()
 
     async def _next_from_app(self) -> Message:
+        if self._held:
+            return self._held.popleft()
         with trio.fail_after(self._timeout):
             try:
                 return await self._from_app.receive()
@@ -217,13 +239,16 @@ class WebSocketTestSession:
             data: bytes = message.get("bytes") or b""
             return text if text is not None else data
         if message["type"] == "websocket.close":
-            self._closed = (message.get("code", 1000), message.get("reason") or "")
-            # A real client answers a close frame with its own (RFC 6455, 5.5.1), and the
-            # server then ends the app's pending receive: do the same, at once.
-            code, reason = self._closed
-            self._to_app.send_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-            raise WebSocketDisconnect(*self._closed)
+            raise WebSocketDisconnect(*self._answer_close(message))
         raise RuntimeError(f"Unexpected ASGI message from the app: {message['type']!r}")
+
+    def _answer_close(self, message: Message) -> tuple[int, str]:
+        """Take the app's close frame: this end is closed now, and answers it."""
+        self._closed = code, reason = (message.get("code", 1000), message.get("reason") or "")
+        # A real client answers a close frame with its own (RFC 6455, 5.5.1), and the
+        # server then ends the app's pending receive: do the same, at once.
+        self._to_app.send_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        return self._closed
 
     async def receive_text(self) -> str:
         """The next message, which must be text."""
@@ -252,6 +277,47 @@ class WebSocketTestSession:
             except WebSocketDisconnect as exc:
                 return exc.code, exc.reason
 
+    async def assert_no_message(self, within: float = 0.1) -> None:
+        """Fail with ``AssertionError`` if the app sends a message, or closes, within ``within`` seconds.
+
+        For tests of who does *not* get a message ("the other room got
+        nothing"). The app first runs until all its tasks wait, so a message it
+        was about to send is seen however short ``within`` is. ``within``
+        counts Trio's clock: under ``autojump_clock`` it passes instantly once
+        the app is idle. A message that arrives is kept for the next
+        ``receive_*``; an exception the app raised meanwhile is re-raised.
+        """
+        if self._closed is not None:
+            raise RuntimeError("assert_no_message() on a closed test WebSocket: nothing can arrive")
+        await _settle()
+        if not self._held:
+            try:
+                message = await self._receive_within(within)
+            except trio.EndOfChannel:
+                self._raise_app_error()
+                raise AssertionError(f"expected no message within {within}s, but the app ended") from None
+            if message is None:
+                return
+            if message["type"] == "websocket.close":
+                # Answered as receive() would; the next receive raises WebSocketDisconnect.
+                self._answer_close(message)
+                # Perhaps the app failed (close 1011): let it finish, and say why.
+                await _settle()
+                self._raise_app_error()
+                raise AssertionError(f"expected no message within {within}s, got {_describe(message)}")
+            self._held.append(message)
+        raise AssertionError(f"expected no message within {within}s, got {_describe(self._held[0])}")
+
+    async def _receive_within(self, seconds: float) -> Message | None:
+        """The next message from the app if one comes within ``seconds``, else None."""
+        try:
+            return self._from_app.receive_nowait()  # what is there already counts, even with 0 seconds
+        except trio.WouldBlock:
+            pass
+        with trio.move_on_after(seconds):
+            return await self._from_app.receive()
+        return None
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close from the client side; the app's receive raises ``WebSocketDisconnect(code)``."""
         if self._closed is None:
@@ -270,6 +336,18 @@ class WebSocketTestSession:
             await self._app_done.wait()
 
 
+def _describe(message: Message) -> str:
+    """A short account of a message from the app, for assertion errors."""
+    if message["type"] == "websocket.send":
+        text = message.get("text")
+        if text is not None:
+            return f"text {text[:100]!r}"
+        return f"binary {(message.get('bytes') or b'')[:100]!r}"
+    if message["type"] == "websocket.close":
+        return f"a close frame ({message.get('code', 1000)}, {message.get('reason') or ''!r})"
+    return repr(message["type"])
+
+
 class TestClient:
     """An in-memory client for a trioapi (or any ASGI) app.
 
@@ -278,6 +356,11 @@ class TestClient:
     message the app never sends fails instead of hanging. With
     ``denial_responses=False`` the client plays a server without the ASGI
     denial-response extension, where every refusal is a bare 403.
+
+    ``cookies`` are sent with every request and handshake, like a browser's:
+    ``client.cookies`` is a plain dict, which the ``Set-Cookie`` headers of HTTP
+    responses update (a log-in route's cookie then reaches the WebSockets).
+    A request's own ``cookies=`` are added to (and win over) the client's.
     """
 
     __test__ = False
@@ -291,9 +374,12 @@ class TestClient:
         base_url: str = "http://testserver",
         timeout: float = 10.0,
         denial_responses: bool = True,
+        cookies: Mapping[str, str] | None = None,
     ) -> None:
         self.app = app
         self.denial_responses = denial_responses
+        #: Sent with every request and handshake; ``Set-Cookie`` in HTTP responses updates it.
+        self.cookies: dict[str, str] = dict(cookies or {})
         self.raise_server_exceptions = raise_server_exceptions
         self.client = client
         parts = urlsplit(base_url)
@@ -334,9 +420,20 @@ class TestClient:
 
     # -- WebSocket -------------------------------------------------------------
 
-    def _scope(self, kind: str, path: str, headers: Any, params: Mapping[str, Any] | None) -> Scope:
+    def _scope(
+        self,
+        kind: str,
+        path: str,
+        headers: Any,
+        params: Mapping[str, Any] | None,
+        cookies: Mapping[str, str] | None,
+    ) -> Scope:
         route_path, query = _split_target(path, params)
         raw = _raw_headers(headers)
+        jar = {**self.cookies, **(cookies or {})}
+        if jar:
+            pairs = "; ".join(f"{name}={value}" for name, value in jar.items())
+            raw.append((b"cookie", pairs.encode("latin-1")))
         if not any(name == b"host" for name, _ in raw):
             default = self._port in (80, 443)
             host = self._host if default else f"{self._host}:{self._port}"
@@ -369,14 +466,19 @@ class TestClient:
         subprotocols: Sequence[str] | None = None,
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         params: Mapping[str, Any] | None = None,
+        cookies: Mapping[str, str] | None = None,
     ) -> AsyncIterator[WebSocketTestSession]:
         """Open a WebSocket to ``path`` (query string allowed) and yield its session.
 
-        Raises ``WebSocketRejected`` if the app refuses the handshake. On leaving
-        the block the client closes with 1000 (if still open), waits for the
-        handler to finish, and re-raises an exception the app raised.
+        The block starts once the app has accepted and then run until all its
+        tasks wait (the handler in its next ``receive``, say), so what the
+        handler does right after ``accept`` (joining a room, counting the
+        connection) is done when the test looks. Raises ``WebSocketRejected``
+        if the app refuses the handshake. On leaving the block the client
+        closes with 1000 (if still open), waits for the handler to finish, and
+        re-raises an exception the app raised.
         """
-        scope = self._scope("websocket", path, headers, params)
+        scope = self._scope("websocket", path, headers, params, cookies)
         scope["subprotocols"] = list(subprotocols or ())
         session = WebSocketTestSession(self, scope, self.timeout)
         try:
@@ -384,6 +486,7 @@ class TestClient:
                 nursery.start_soon(session._run_app)
                 try:
                     await session._handshake()
+                    await _settle()
                 except BaseException:
                     with trio.move_on_after(self.timeout):
                         await session._app_done.wait()
@@ -408,11 +511,15 @@ class TestClient:
         *,
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         params: Mapping[str, Any] | None = None,
+        cookies: Mapping[str, str] | None = None,
         content: bytes | str | None = None,
         json: Any = None,
     ) -> TestResponse:
-        """Send an HTTP request to the app and return its whole response."""
-        scope = self._scope("http", path, headers, params)
+        """Send an HTTP request to the app and return its whole response.
+
+        ``Set-Cookie`` headers of the response update ``client.cookies``.
+        """
+        scope = self._scope("http", path, headers, params, cookies)
         scope["method"] = method.upper()
         body = content.encode("utf-8") if isinstance(content, str) else (content or b"")
         if json is not None:
@@ -445,7 +552,23 @@ class TestClient:
 
         with trio.fail_after(self.timeout):
             await self.app(scope, receive, send)
-        return TestResponse(status, Headers(raw=response_headers), b"".join(chunks))
+        response = TestResponse(status, Headers(raw=response_headers), b"".join(chunks))
+        self._store_cookies(response.headers.getlist("set-cookie"))
+        return response
+
+    def _store_cookies(self, set_cookie_headers: list[str]) -> None:
+        for header in set_cookie_headers:
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(header)
+            except CookieError:  # a cookie a browser would also ignore
+                continue
+            for name, morsel in jar.items():
+                max_age = morsel["max-age"]
+                if max_age and max_age.lstrip("-").isdigit() and int(max_age) <= 0:
+                    self.cookies.pop(name, None)  # how a server deletes a cookie
+                else:
+                    self.cookies[name] = morsel.value
 
     async def get(self, path: str, **kwargs: Any) -> TestResponse:
         """``GET path``."""

@@ -6,11 +6,13 @@ messages on every server are in the contract suite.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from trioapi import TrioAPI, WebSocket
+from trioapi.responses import FileResponse
 from trioapi.testing import TestClient, WebSocketRejected
 
 
@@ -167,3 +169,21 @@ async def test_the_websocket_state_shows_the_peer_left_before_the_handshake() ->
 
     await app(scope, receive, send)
     assert seen == [{"type": "websocket.disconnect", "code": 1001, "reason": ""}]
+
+
+async def test_a_file_response_can_refuse_the_handshake(tmp_path: Path) -> None:
+    page = tmp_path / "denied.txt"
+    page.write_bytes(b"go away\n" * 10_000)  # more than one chunk of FileResponse
+    app = TrioAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.send_denial_response(FileResponse(page, status_code=403, media_type="text/plain"))
+
+    async with TestClient(app) as client:
+        with pytest.raises(WebSocketRejected) as rejected:
+            async with client.websocket_connect("/ws"):
+                pass
+    assert rejected.value.status_code == 403
+    assert rejected.value.body == page.read_bytes()
+    assert rejected.value.headers["content-type"].startswith("text/plain")

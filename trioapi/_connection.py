@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from trioapi._types import Scope
     from trioapi.requests import HTTPConnection
     from trioapi.responses import Response
-    from trioapi.routing import APIWebSocketRoute
+    from trioapi.routing import WebSocketRoute
 
 __all__ = ["CLOSE_TIMEOUT", "ConnectionPolicy", "ConnectionRegistry", "ExceptionHandler", "serve_websocket"]
 
@@ -168,7 +168,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield exc
 
 
-async def serve_websocket(policy: ConnectionPolicy, route: APIWebSocketRoute, websocket: WebSocket) -> None:
+async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, websocket: WebSocket) -> None:
     """Run one WebSocket connection: dependencies, handler, teardown, and the close that fits.
 
     Never lets an error escape to the server; the one exception is the test

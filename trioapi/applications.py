@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import attrs
 import trio
@@ -31,7 +31,6 @@ from trioapi.websockets import WebSocket
 if TYPE_CHECKING:
     from trioapi._types import Receive, Scope, Send
     from trioapi.params import Depends
-    from trioapi.routing import APIWebSocketRoute
 
 __all__ = ["TrioAPI"]
 
@@ -208,7 +207,7 @@ class TrioAPI(APIRouter):
             logger.info("WebSocket %s: Origin %r not allowed", scope["path"], websocket.headers.get("origin"))
             return websocket.deny(403, [(b"content-length", b"0")])
         # serve_websocket uses only what every WebSocketRoute has (plan, endpoint).
-        return serve_websocket(self._policy, cast("APIWebSocketRoute", route), websocket)
+        return serve_websocket(self._policy, route, websocket)
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, child, partial = self.match(scope)

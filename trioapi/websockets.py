@@ -644,8 +644,26 @@ class WebSocket(HTTPConnection):
         await self._send_denial()
 
     async def send_denial_response(self, response: Response) -> None:
-        """Refuse the handshake with ``response`` (status, headers and body)."""
-        await self.deny(response.status_code, response.raw_headers, response.body)
+        """Refuse the handshake with ``response`` (status, headers and body, streamed ones too).
+
+        The response runs as it would for an HTTP request, its ``http.response.*``
+        messages sent as the ``websocket.http.response.*`` of a denial.
+        """
+        if self.application_state is not WebSocketState.CONNECTING:
+            raise RuntimeError(
+                "send_denial_response() can only refuse a handshake that has not been accepted or closed"
+            )
+        if not self._transport.can_deny:
+            await self.close(1008)
+            return
+
+        async def send(message: Message) -> None:
+            await self.send({**message, "type": "websocket." + message["type"]})
+
+        async def receive() -> Message:
+            return {"type": "http.disconnect"}
+
+        await response(self.scope, receive, send)
 
     # -- connection-scoped concurrency ---------------------------------------
 

@@ -22,10 +22,11 @@ import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
+from trioapi import messages as _messages
 from trioapi.exceptions import WebSocketException
 from trioapi.requests import HTTPConnection
 from trioapi.transports import PeerClosed, WebSocketTransport
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trioapi")
+
+_Model = TypeVar("_Model")
 
 #: RFC 6455 limits a close frame's payload to 125 bytes, two of which hold the code.
 MAX_CLOSE_REASON_BYTES = 123
@@ -543,6 +546,33 @@ class WebSocket(HTTPConnection):
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.scope.get('path', '?')} {self.application_state.name}>"
+
+    # -- typed messages: thin wrappers over trioapi.messages --------------------
+
+    @overload
+    async def receive_model(self, model: type[_Model], mode: str = "text") -> _Model: ...
+    @overload
+    async def receive_model(self, model: Any = None, mode: str = "text") -> Any: ...
+    async def receive_model(self, model: Any = None, mode: str = "text") -> Any:
+        """The next JSON message converted to ``model`` (default: the route's ``receives``).
+
+        A message that does not fit raises ``trioapi.messages.MessageValidationError``
+        (uncaught: close 1007 naming the first bad field), unless the route has an
+        ``on_invalid`` handler: that one answers, and the next message is awaited.
+        """
+        return await _messages.receive_model(self, model, mode)
+
+    @overload
+    def iter_models(self, model: type[_Model], mode: str = "text") -> AsyncIterator[_Model]: ...
+    @overload
+    def iter_models(self, model: Any = None, mode: str = "text") -> AsyncIterator[Any]: ...
+    def iter_models(self, model: Any = None, mode: str = "text") -> AsyncIterator[Any]:
+        """Messages converted to ``model`` (default: the route's ``receives``) until the peer leaves."""
+        return _messages.iter_models(self, model, mode)
+
+    async def send_model(self, message: Any, mode: str = "text") -> None:
+        """Send ``message`` (an attrs, dataclass, pydantic... instance) as JSON, text or ``"binary"``."""
+        await _messages.send_model(self, message, mode)
 
 
 def _cancelled_above(task: trio.lowlevel.Task) -> bool:

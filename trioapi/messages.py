@@ -67,6 +67,7 @@ __all__ = [
     "RouteMessages",
     "UnsupportedMessageType",
     "iter_models",
+    "jsonable",
     "message_codec",
     "receive_model",
     "send_model",
@@ -732,7 +733,22 @@ def _pydantic_codec(tp: Any) -> MessageCodec:
     name = _type_name(_strip_annotated(tp))
     schema = _asyncapi_schema(adapter.json_schema(ref_template=SCHEMA_REF_PREFIX + "{model}"))
     definitions = schema.pop("$defs", {})
+    plain = _strip_annotated(tp)
+    if isinstance(plain, type) and plain.__name__ not in definitions:
+        # A model is a named schema, as attrs classes are: referenced, not inlined.
+        definitions[plain.__name__] = schema
+        schema = {"$ref": SCHEMA_REF_PREFIX + plain.__name__}
     validate = adapter.validate_python
+    members = _union_members(_strip_annotated(tp))
+    discriminator = schema.get("discriminator") if members is not None else None
+    # pydantic puts the tag first in the location of a discriminated union's
+    # errors (("say", "text")); the member's name says it better.
+    tags: dict[Any, str] = {}
+    if isinstance(discriminator, str) and members is not None:
+        for member in members:
+            field = getattr(member, "model_fields", {}).get(discriminator)
+            for value in typing.get_args(getattr(field, "annotation", None)):
+                tags[value] = member.__name__
 
     def structure(value: Any) -> Any:
         try:
@@ -742,13 +758,16 @@ def _pydantic_codec(tp: Any) -> MessageCodec:
                 {"loc": tuple(error["loc"]), "msg": error["msg"], "type": error["type"]}
                 for error in exc.errors(include_url=False)
             ]
-            raise MessageValidationError(errors, name) from None
+            expected = name
+            first = errors[0]["loc"][:1] if errors else ()
+            if first and first[0] in tags and all(error["loc"][:1] == first for error in errors):
+                expected = tags[first[0]]
+                errors = [{**error, "loc": error["loc"][1:]} for error in errors]
+            raise MessageValidationError(errors, expected) from None
 
     def unstructure(value: Any) -> Any:
         return adapter.dump_python(value, mode="json")
 
-    members = _union_members(_strip_annotated(tp))
-    discriminator = schema.get("discriminator") if members is not None else None
     return MessageCodec(
         type=tp,
         name=name,
@@ -850,8 +869,16 @@ async def iter_models(websocket: WebSocket, model: Any = None, mode: str = "text
         pass
 
 
+def jsonable(message: Any) -> Any:
+    """``message`` as JSON-ready data (dicts, lists, strings, numbers): what ``send_model`` sends.
+
+    For APIs that take JSON data rather than a WebSocket, such as
+    ``ConnectionHub.broadcast(room, jsonable(Said(...)))``. Converted by the
+    message's own class (a member of a union, or a dict, written out by what it holds).
+    """
+    return message_codec(type(message)).unstructure(message)
+
+
 async def send_model(websocket: WebSocket, message: Any, mode: str = "text") -> None:
     """Send ``message`` as JSON; see ``WebSocket.send_model``."""
-    # By the message's own class: a member of a union, or a dict (a TypedDict's
-    # instances are plain dicts, written out by what they hold).
-    await websocket.send_json(message_codec(type(message)).unstructure(message), mode)
+    await websocket.send_json(jsonable(message), mode)

@@ -319,13 +319,16 @@ def _record_fields(cls: type) -> list[tuple[str, Any, bool, Any, str | None]]:
             "at module level"
         ) from None
     if _is_typeddict(cls):
-        required_keys: frozenset[str] = getattr(cls, "__required_keys__", frozenset(hints))
+        # Not __required_keys__: under ``from __future__ import annotations`` Python 3.11
+        # computes it before NotRequired[...] is evaluated, and gets it wrong.
+        total = getattr(cls, "__total__", True)
         found: list[tuple[str, Any, bool, Any, str | None]] = []
         for name, tp in hints.items():
-            base = _strip_annotated(tp)
+            base, required = _strip_annotated(tp), total
             if typing.get_origin(base) in (typing.Required, typing.NotRequired):
+                required = typing.get_origin(base) is typing.Required
                 base = typing.get_args(base)[0]
-            found.append((name, base, name in required_keys, attrs.NOTHING, None))
+            found.append((name, base, required, attrs.NOTHING, None))
         return found
     result: list[tuple[str, Any, bool, Any, str | None]] = []
     for field in dataclasses.fields(cls):
@@ -420,11 +423,11 @@ def _make_converter() -> cattrs.Converter:
         return structure
 
     def record_hook(tp: Any) -> Callable[[Any, Any], Any]:
+        name = tp.__name__
         if _is_typeddict(tp):
-            generated = cattrs.gen.typeddicts.make_dict_structure_fn(tp, converter)
+            generated = _typeddict_structure(tp, converter)
         else:
             generated = cattrs.gen.make_dict_structure_fn(tp, converter)
-        name = tp.__name__
 
         def structure(value: Any, _: Any) -> Any:
             if type(value) is not dict:
@@ -472,6 +475,36 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook_factory(_is_record, record_hook)
     converter.register_structure_hook_factory(is_tagged_union, tagged_union_hook)
     return converter
+
+
+def _typeddict_structure(cls: type, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """Structure a ``TypedDict`` key by key, failing as cattrs does (so errors locate alike)."""
+    fields = [
+        (key, tp, required, converter.get_structure_hook(tp))
+        for key, tp, required, _, _ in _record_fields(cls)
+    ]
+
+    def located(exc: Exception, key: str, tp: Any) -> Exception:
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), AttributeValidationNote(f"@ key {key}", key, tp)]
+        return exc
+
+    def structure(value: dict[str, Any], _: Any) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        errors: list[Exception] = []
+        for key, tp, required, hook in fields:
+            if key not in value:
+                if required:
+                    errors.append(located(KeyError(key), key, tp))
+                continue
+            try:
+                result[key] = hook(value[key], tp)
+            except Exception as exc:
+                errors.append(located(exc, key, tp))
+        if errors:
+            raise cattrs.errors.ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
+        return result
+
+    return structure
 
 
 def _short_repr(value: Any) -> str:

@@ -12,7 +12,9 @@ OpenAPI cannot describe WebSockets; `AsyncAPI <https://www.asyncapi.com>`_ can.
   and the union itself as a ``oneOf`` with its ``discriminator``;
 - the **security schemes** of the route's security dependencies
   (``trioapi.security``: HTTP bearer/basic/digest, API keys in the query,
-  a header, a cookie or the subprotocol, OAuth2 bearer with its scopes).
+  a header, a cookie or the subprotocol, OAuth2 bearer with its scopes; a
+  relative ``tokenUrl`` is resolved against the first server, else
+  ``http://localhost``, as AsyncAPI wants an absolute one).
 
 ``TrioAPI`` serves it at ``/asyncapi.json`` and a human page at ``/asyncapi``
 (``asyncapi_url``/``asyncapi_docs_url``, ``None`` turns them off); the
@@ -27,6 +29,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
 from trioapi.messages import MessageCodec, message_codec
 from trioapi.routing import APIWebSocketRoute, BaseRoute
@@ -72,7 +75,7 @@ def asyncapi_document(
     kinds of routes (HTTP) are left out. Raises ``ValueError`` if two different
     message types would share a name.
     """
-    builder = _DocumentBuilder()
+    builder = _DocumentBuilder(_base_url(servers))
     for route in routes:
         if isinstance(route, APIWebSocketRoute):
             builder.add_route(route)
@@ -126,7 +129,9 @@ def asyncapi_html(*, asyncapi_url: str, title: str, ui_url: str = DEFAULT_UI_URL
 class _DocumentBuilder:
     """Collects channels, operations and components route by route, sharing what repeats."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_url: str) -> None:
+        #: What relative URLs (an OAuth2 ``tokenUrl``) are resolved against: AsyncAPI wants absolute ones.
+        self.base_url = base_url
         self.channels: dict[str, Any] = {}
         self.operations: dict[str, Any] = {}
         self.schemas: dict[str, Any] = {}
@@ -291,7 +296,7 @@ class _DocumentBuilder:
             scheme = plan.call
             if not isinstance(scheme, SecurityBase):
                 continue
-            described = _scheme_object(scheme)
+            described = _scheme_object(scheme, self.base_url)
             name = _key(scheme.scheme_name)
             while name in self.security_schemes and self.security_schemes[name] != described:
                 name += "_"
@@ -305,11 +310,20 @@ class _DocumentBuilder:
         return requirements
 
 
-def _scheme_object(scheme: SecurityBase) -> dict[str, Any]:
+def _base_url(servers: Mapping[str, Mapping[str, Any]] | None) -> str:
+    """The HTTP URL of the first server, or ``http://localhost`` when there is none."""
+    for server in (servers or {}).values():
+        secure = server.get("protocol") in ("wss", "https")
+        return f"{'https' if secure else 'http'}://{server['host']}{server.get('pathname', '')}/"
+    return "http://localhost/"
+
+
+def _scheme_object(scheme: SecurityBase, base_url: str) -> dict[str, Any]:
     """The AsyncAPI security scheme object for one of trioapi's schemes."""
     described: dict[str, Any]
     if isinstance(scheme, OAuth2PasswordBearer):
-        flow = {"tokenUrl": scheme.token_url, "availableScopes": dict(scheme.scopes)}
+        token_url = urljoin(base_url, scheme.token_url)
+        flow = {"tokenUrl": token_url, "availableScopes": dict(scheme.scopes)}
         described = {"type": "oauth2", "flows": {"password": flow}}
     elif isinstance(scheme, APIKeySubprotocol):
         described = {

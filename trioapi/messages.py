@@ -70,7 +70,6 @@ __all__ = [
     "jsonable",
     "message_codec",
     "receive_model",
-    "send_model",
 ]
 
 T = TypeVar("T")
@@ -903,15 +902,10 @@ async def iter_models(websocket: WebSocket, model: Any = None, mode: str = "text
 
 
 def jsonable(message: Any) -> Any:
-    """``message`` as JSON-ready data (dicts, lists, strings, numbers): what ``send_model`` sends.
+    """``message`` as JSON-ready data (dicts, lists, strings, numbers): what ``WebSocket.send_model`` sends.
 
     For APIs that take JSON data rather than a WebSocket, such as
     ``ConnectionHub.broadcast(room, jsonable(Said(...)))``. Converted by the
     message's own class (a member of a union, or a dict, written out by what it holds).
     """
     return message_codec(type(message)).unstructure(message)
-
-
-async def send_model(websocket: WebSocket, message: Any, mode: str = "text") -> None:
-    """Send ``message`` as JSON; see ``WebSocket.send_model``."""
-    await websocket.send_json(jsonable(message), mode)

@@ -21,7 +21,7 @@ import enum
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
@@ -548,19 +548,20 @@ class WebSocket(HTTPConnection):
         return f"<WebSocket {self.scope.get('path', '?')} {self.application_state.name}>"
 
     # -- typed messages: thin wrappers over trioapi.messages --------------------
+    # Plain functions returning the coroutine: awaiting them adds no frame per message.
 
     @overload
-    async def receive_model(self, model: type[_Model], mode: str = "text") -> _Model: ...
+    def receive_model(self, model: type[_Model], mode: str = "text") -> Coroutine[Any, Any, _Model]: ...
     @overload
-    async def receive_model(self, model: Any = None, mode: str = "text") -> Any: ...
-    async def receive_model(self, model: Any = None, mode: str = "text") -> Any:
+    def receive_model(self, model: Any = None, mode: str = "text") -> Coroutine[Any, Any, Any]: ...
+    def receive_model(self, model: Any = None, mode: str = "text") -> Coroutine[Any, Any, Any]:
         """The next JSON message converted to ``model`` (default: the route's ``receives``).
 
         A message that does not fit raises ``trioapi.messages.MessageValidationError``
         (uncaught: close 1007 naming the first bad field), unless the route has an
         ``on_invalid`` handler: that one answers, and the next message is awaited.
         """
-        return await _messages.receive_model(self, model, mode)
+        return _messages.receive_model(self, model, mode)
 
     @overload
     def iter_models(self, model: type[_Model], mode: str = "text") -> AsyncIterator[_Model]: ...
@@ -570,9 +571,9 @@ class WebSocket(HTTPConnection):
         """Messages converted to ``model`` (default: the route's ``receives``) until the peer leaves."""
         return _messages.iter_models(self, model, mode)
 
-    async def send_model(self, message: Any, mode: str = "text") -> None:
+    def send_model(self, message: Any, mode: str = "text") -> Coroutine[Any, Any, None]:
         """Send ``message`` (an attrs, dataclass, pydantic... instance) as JSON, text or ``"binary"``."""
-        await _messages.send_model(self, message, mode)
+        return self.send_json(_messages.jsonable(message), mode)
 
 
 def _cancelled_above(task: trio.lowlevel.Task) -> bool:

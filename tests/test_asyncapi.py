@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import attrs
 import pytest
+from js_packages import JS, ensure_installed
 
 from trioapi import Depends, Header, Query, Security, TrioAPI, WebSocket
 from trioapi import Path as PathParam
@@ -33,7 +34,6 @@ from trioapi.security import (
 from trioapi.testing import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
-JS = ROOT / "tests" / "js"
 EXAMPLES = sorted(path.stem for path in (ROOT / "examples").glob("*.py") if path.stem != "__init__")
 
 
@@ -335,9 +335,7 @@ def test_the_command_prints_the_document_and_refuses_what_is_not_an_app() -> Non
 
 def official_parser(documents: dict[str, dict[str, Any]], folder: Path) -> dict[str, dict[str, Any]]:
     """Each document as the official AsyncAPI parser reads it (one node process for all)."""
-    assert (JS / "node_modules" / "@asyncapi" / "parser").is_dir(), (
-        "the AsyncAPI parser is not installed: run 'npm ci --prefix tests/js' (.ci/run does)"
-    )
+    ensure_installed()
     files = []
     for name, document in documents.items():
         file = folder / f"{name}.json"

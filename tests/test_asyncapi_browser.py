@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from js_packages import ensure_installed
 from playwright.sync_api import Page, expect, sync_playwright
 from servers import running_server
 from test_chat_browser import CHROMIUM, CHROMIUM_ARGS
@@ -28,6 +29,7 @@ def screenshot_on_failure(page: Page, folder: Path) -> Iterator[None]:
 
 
 def test_the_docs_page_shows_the_channels_and_message_names(tmp_path: Path) -> None:
+    ensure_installed()
     with (
         running_server("hypercorn", "tests.apps.asyncapi_offline:app") as server,
         sync_playwright() as playwright,

@@ -15,6 +15,7 @@ import attrs
 import pydantic
 import pytest
 
+from docs.snippets import porting_models
 from trioapi import APIRouter, TrioAPI, WebSocket
 from trioapi.exceptions import RouteDefinitionError
 from trioapi.messages import MessageValidationError, UnsupportedMessageType, jsonable, message_codec
@@ -454,3 +455,24 @@ async def test_include_router_keeps_the_declarations() -> None:
     async with TestClient(app) as client, client.websocket_connect("/v1/echo") as ws:
         await ws.send_json({"type": "join", "room": "r"})
         assert await ws.receive_json() == {"type": "join", "room": "r"}
+
+
+# -- the porting guide's before and after ----------------------------------------------------
+
+
+async def test_porting_receive_model_answers_as_validating_by_hand_did() -> None:
+    async with TestClient(porting_models.app) as client:
+        for path in ("/by-hand", "/typed"):
+            async with client.websocket_connect(path) as ws:
+                await ws.send_json({"room": "lobby", "text": "hi"})
+                assert await ws.receive_text() == "[lobby] hi"
+
+
+async def test_porting_a_bad_message_is_a_1007_not_a_server_error() -> None:
+    async with TestClient(porting_models.app, raise_server_exceptions=False) as client:
+        async with client.websocket_connect("/by-hand") as ws:
+            await ws.send_json({"room": "lobby"})
+            assert await ws.wait_closed() == (1011, "Internal Server Error")
+        async with client.websocket_connect("/typed") as ws:
+            await ws.send_json({"room": "lobby"})
+            assert await ws.wait_closed() == (1007, "invalid ChatMessage: text: Field required")

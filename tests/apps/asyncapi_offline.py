@@ -15,6 +15,7 @@ from trioapi import HTTPException
 from trioapi.responses import Response
 
 COMPONENT = Path(__file__).resolve().parent.parent / "js" / "node_modules" / "@asyncapi" / "react-component"
+# (tests/js_packages.py installs it; this module runs in the server process, so it only reads it.)
 
 app.asyncapi_ui_url = "/asyncapi-ui"
 

@@ -300,6 +300,8 @@ async def test_a_nested_bad_field_is_named_by_its_path() -> None:
         ("kind", "circle", "expected 'polygon', 'line', got 'circle'"),
         ("visible", 1, "expected a boolean, got integer"),
         ("weight", "heavy", "expected a number, got string"),
+        ("points", "abc", "expected an array, got string"),
+        ("points", {"x": 1}, "expected an array, got object"),
     ],
 )
 async def test_each_field_kind_refuses_a_wrong_value(field: str, value: Any, message: str) -> None:

@@ -459,6 +459,61 @@ def _make_converter() -> cattrs.Converter:
 
         return structure
 
+    def sequence_hook(tp: Any) -> Callable[[Any, Any], Any]:
+        origin = typing.get_origin(tp) or tp
+        args = typing.get_args(tp)
+        item_type = args[0] if args else Any
+        item_hook = converter.get_structure_hook(item_type)
+        container = _CONTAINERS[origin]
+
+        def structure(value: Any, _: Any) -> Any:
+            # Only a JSON array: cattrs alone would iterate a string or an object's keys.
+            if type(value) is not list:
+                raise _Invalid("list_type", f"expected an array, got {_kind(value)}")
+            items, errors = [], []
+            for index, item in enumerate(value):
+                try:
+                    items.append(item_hook(item, item_type))
+                except Exception as exc:
+                    exc.__notes__ = [IterableValidationNote(f"@ index {index}", index, item_type)]
+                    errors.append(exc)
+            if errors:
+                raise cattrs.errors.IterableValidationError(f"While structuring {tp!r}", errors, tp)
+            return items if container is list else container(items)
+
+        return structure
+
+    def mapping_hook(tp: Any) -> Callable[[Any, Any], Any]:
+        args = typing.get_args(tp)
+        value_type = args[1] if len(args) == 2 else Any
+        value_hook = converter.get_structure_hook(value_type)
+
+        def structure(value: Any, _: Any) -> Any:
+            if type(value) is not dict:
+                raise _Invalid("object_type", f"expected an object, got {_kind(value)}")
+            result, errors = {}, []
+            for key, item in value.items():
+                try:
+                    result[key] = value_hook(item, value_type)
+                except Exception as exc:
+                    exc.__notes__ = [IterableValidationNote(f"@ key {key!r}", key, value_type)]
+                    errors.append(exc)
+            if errors:
+                raise cattrs.errors.IterableValidationError(f"While structuring {tp!r}", errors, tp)
+            return result
+
+        return structure
+
+    def is_sequence(tp: Any) -> bool:
+        origin = typing.get_origin(tp) or tp
+        if origin is tuple:
+            args = typing.get_args(tp)
+            return not args or (len(args) == 2 and args[1] is Ellipsis)
+        return origin in _CONTAINERS
+
+    def is_mapping(tp: Any) -> bool:
+        return (typing.get_origin(tp) or tp) in (dict, Mapping)
+
     def is_literal(tp: Any) -> bool:
         return typing.get_origin(tp) is Literal
 
@@ -469,6 +524,8 @@ def _make_converter() -> cattrs.Converter:
         members = _union_members(tp)
         return members is not None and type(None) not in members and _tag_field(members) is not None
 
+    converter.register_structure_hook_factory(is_sequence, sequence_hook)
+    converter.register_structure_hook_factory(is_mapping, mapping_hook)
     converter.register_structure_hook_factory(is_literal, literal_hook)
     converter.register_structure_hook_factory(is_enum, enum_hook)
     converter.register_structure_hook_factory(_is_record, record_hook)
@@ -504,6 +561,10 @@ def _typeddict_structure(cls: type, converter: cattrs.Converter) -> Callable[[An
         return result
 
     return structure
+
+
+#: The sequence types a message may hold, each read from a JSON array.
+_CONTAINERS: dict[Any, type] = {list: list, set: set, frozenset: frozenset, tuple: tuple}
 
 
 def _short_repr(value: Any) -> str:

@@ -141,9 +141,9 @@ def test_every_public_name_is_in_the_reference(module_name: str) -> None:
 def test_the_reference_check_notices_a_missing_name() -> None:
     # If a members list forgot a name, or a module lost its page, the check above would say so.
     directives = reference_directives()
-    assert missing_names("trioapi.server", {**directives, "trioapi.server": ["serve", "ServerKind", "tune_gc"]}) == [
-        "ServerConfig"
-    ]
+    assert missing_names(
+        "trioapi.server", {**directives, "trioapi.server": ["serve", "ServerKind", "tune_gc"]}
+    ) == ["ServerConfig"]
     without_websockets = {key: value for key, value in directives.items() if key != "trioapi.websockets"}
     assert "WebSocket" in missing_names("trioapi", without_websockets)
     assert "status" in missing_names(

@@ -199,6 +199,28 @@ async def test_a_tagged_union_is_resolved_by_its_type_field(data: dict[str, Any]
     assert got == [expected]
 
 
+@attrs.frozen
+class Add:
+    op: Literal["add", "plus"]
+    n: int
+
+
+@attrs.frozen
+class Clear:
+    op: Literal["clear"]
+
+
+def test_the_tag_may_be_any_literal_field_and_have_several_values() -> None:
+    codec = message_codec(Add | Clear)
+    assert codec.discriminator == "op"
+    assert codec.structure({"op": "plus", "n": 2}) == Add("plus", 2)
+    assert codec.structure({"op": "clear"}) == Clear("clear")
+    assert codec.schema == {
+        "oneOf": [{"$ref": "#/components/schemas/Add"}, {"$ref": "#/components/schemas/Clear"}],
+        "discriminator": "op",
+    }
+
+
 async def test_pydantic_models_are_validated_by_pydantic() -> None:
     assert await roundtrip(PydanticMessage, {"type": "say", "text": "hey"}) == {"type": "say", "text": "hey"}
     assert await close_after(PydanticMessage, {"type": "say", "text": "too long"}) == (

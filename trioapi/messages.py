@@ -49,7 +49,7 @@ import types
 import typing
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Union
 
 import attrs
 import cattrs
@@ -72,8 +72,6 @@ __all__ = [
     "receive_model",
 ]
 
-T = TypeVar("T")
-
 #: ``async def on_invalid(websocket, error) -> None``: answer a message that did
 #: not validate; the connection stays open and receiving goes on.
 OnInvalid: TypeAlias = Callable[["WebSocket", "MessageValidationError"], Awaitable[None]]
@@ -87,7 +85,7 @@ class MessageValidationError(WebSocketException, ValueError):
 
     Left uncaught it closes the connection with 1007 (Invalid Frame Payload
     Data) and a reason naming the first bad field, such as ``invalid Say:
-    text: expected a string, got number``. ``errors()`` lists every failure in
+    text: expected a string, got integer``. ``errors()`` lists every failure in
     FastAPI's shape: ``loc`` (the path to the field), ``msg`` and ``type``.
     """
 
@@ -352,26 +350,20 @@ def _tag_field(members: tuple[Any, ...]) -> tuple[str, dict[Any, Any]] | None:
         return None
     literals: list[dict[str, tuple[Any, ...]]] = []
     for member in members:
+        fields = {name: _strip_annotated(tp) for name, tp, _, _, _ in _record_fields(member)}
         literals.append(
-            {
-                name: typing.get_args(tp)
-                for name, tp, _, _, _ in _record_fields(member)
-                if typing.get_origin(_strip_annotated(tp)) is Literal
-            }
+            {name: typing.get_args(tp) for name, tp in fields.items() if typing.get_origin(tp) is Literal}
         )
     candidates = [name for name in literals[0] if all(name in fields for fields in literals)]
     candidates.sort(key=lambda name: name != "type")
     for name in candidates:
         by_value: dict[Any, Any] = {}
+        distinct = True
         for member, fields in zip(members, literals, strict=True):
             for value in fields[name]:
-                if value in by_value:
-                    break
+                distinct = distinct and value not in by_value
                 by_value[value] = member
-            else:
-                continue
-            break
-        else:
+        if distinct:
             return name, by_value
     return None
 

@@ -20,7 +20,8 @@
  *   - Client frames are built once per connection, already masked (fixed mask key); per message
  *     only the 16-byte "<conn id><sequence>" prefix is re-masked.  No per-message allocation.
  *   - Every received byte is checked: text opcode, length, the id/sequence prefix and the
- *     filler.  A mismatch, an unexpected close, a reset or a timeout counts as an error and the
+ *     filler.  With --json 1 the payload is a JSON object, {"id":"<conn><seq>","text":"<filler>"},
+ *     for servers that parse and re-serialize what they echo (typed messages).  A mismatch, an unexpected close, a reset or a timeout counts as an error and the
  *     exit status is 1.
  *   - The handshake sends the RFC 6455 sample key and checks the Sec-WebSocket-Accept value it
  *     implies, so no SHA-1 is needed here.
@@ -74,6 +75,7 @@ static int opt_concurrency = 16;
 static double opt_round_timeout = 5.0;
 static double opt_stall_timeout = 2.0;
 static char opt_server_pids[1024] = "";
+static int opt_json = 0;
 
 #define MAX_CONNS 20000
 #define ID_LEN 16 /* "%08x%08x": connection id, sequence number */
@@ -251,8 +253,13 @@ static size_t handshake_len;
 
 static const uint8_t MASK_KEY[4] = {0x5a, 0xc3, 0x17, 0x9e};
 
-/* The payload: ID_LEN bytes of "<conn><seq>" hex, then a fixed filler pattern. */
+/* The payload: ID_LEN bytes of "<conn><seq>" hex, then a fixed filler pattern; with --json the
+   prefix sits at JSON_HEAD's end, inside {"id":"<prefix>","text":"<filler>"}. */
 static uint8_t *filler; /* opt_size bytes, the unmasked payload with the prefix left as-is */
+static size_t prefix_at = 0;
+#define JSON_HEAD "{\"id\":\""
+#define JSON_MIDDLE "\",\"text\":\""
+#define JSON_TAIL "\"}"
 
 /* Masked close frame, code 1000, built once. */
 static uint8_t close_frame[8];
@@ -370,7 +377,8 @@ static void send_message(conn *c, uint32_t seq) {
     char prefix[ID_LEN + 1];
     write_prefix(prefix, c->id, seq);
     uint8_t *payload = c->frame + c->frame_hdr;
-    for (int i = 0; i < ID_LEN; i++) payload[i] = (uint8_t)prefix[i] ^ MASK_KEY[i & 3];
+    for (size_t i = prefix_at; i < prefix_at + ID_LEN; i++)
+        payload[i] = (uint8_t)prefix[i - prefix_at] ^ MASK_KEY[i & 3];
     c->seq_sent = seq;
     c->sent_at = now_ns();
     queue_out(c, c->frame, c->frame_len);
@@ -624,10 +632,10 @@ static int parse_frames(conn *c) {
 
 /* Validate a received payload against what conn `src_id` sent as message `seq`. */
 static int payload_ok(const uint8_t *p, size_t n, uint32_t *src_id, uint32_t *seq) {
-    if (n != opt_size) return 0;
+    if (n != opt_size || memcmp(p, filler, prefix_at) != 0) return 0;
     uint32_t a = 0, b = 0;
     for (int i = 0; i < 16; i++) {
-        int ch = p[i], v;
+        int ch = p[prefix_at + i], v;
         if (ch >= '0' && ch <= '9')
             v = ch - '0';
         else if (ch >= 'a' && ch <= 'f')
@@ -639,7 +647,8 @@ static int payload_ok(const uint8_t *p, size_t n, uint32_t *src_id, uint32_t *se
         else
             b = (b << 4) | (uint32_t)v;
     }
-    if (memcmp(p + ID_LEN, filler + ID_LEN, n - ID_LEN) != 0) return 0;
+    size_t rest = prefix_at + ID_LEN;
+    if (memcmp(p + rest, filler + rest, n - rest) != 0) return 0;
     *src_id = a;
     *seq = b;
     return 1;
@@ -1105,7 +1114,7 @@ static void usage(void) {
             "usage: loadgen --mode probe|echo|idle|connrate|broadcast --port N [--path P] [--conns N]\n"
             "               [--size BYTES] [--warmup S] [--duration S] [--hold S] [--concurrency K]\n"
             "               [--open-timeout S] [--open-concurrency K] [--round-timeout S] [--stall-timeout S]\n"
-            "               [--server-pids PID,PID,...]\n");
+            "               [--server-pids PID,PID,...] [--json 0|1]\n");
     exit(2);
 }
 
@@ -1147,13 +1156,16 @@ int main(int argc, char **argv) {
             opt_round_timeout = atof(v);
         else if (!strcmp(a, "--stall-timeout"))
             opt_stall_timeout = atof(v);
+        else if (!strcmp(a, "--json"))
+            opt_json = atoi(v);
         else if (!strcmp(a, "--server-pids"))
             snprintf(opt_server_pids, sizeof opt_server_pids, "%s", v);
         else
             usage();
     }
     if (!opt_path) opt_path = opt_mode == MODE_BROADCAST ? "/broadcast" : "/ws";
-    if (opt_port <= 0 || opt_port > 65535 || opt_size < ID_LEN || opt_size > (16u << 20) || opt_warmup < 0 ||
+    size_t json_frame = strlen(JSON_HEAD) + ID_LEN + strlen(JSON_MIDDLE) + strlen(JSON_TAIL);
+    if (opt_port <= 0 || opt_port > 65535 || opt_size < ID_LEN || (opt_json && opt_size < json_frame) || opt_size > (16u << 20) || opt_warmup < 0 ||
         opt_duration <= 0 || opt_duration > 600 || opt_hold < 0 || opt_hold > 3600 || opt_open_timeout <= 0 ||
         opt_open_timeout > 600 || opt_open_concurrency < 1 || opt_concurrency < 1 || opt_concurrency > 1000 ||
         strlen(opt_path) > 200 || opt_path[0] != '/') {
@@ -1191,6 +1203,12 @@ int main(int argc, char **argv) {
     filler = malloc(opt_size);
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for (size_t i = 0; i < opt_size; i++) filler[i] = (uint8_t)alphabet[(i * 13 + i / 97) & 63];
+    if (opt_json) { /* {"id":"<prefix>","text":"<filler>"}: the filler's alphabet needs no escapes */
+        prefix_at = strlen(JSON_HEAD);
+        memcpy(filler, JSON_HEAD, prefix_at);
+        memcpy(filler + prefix_at + ID_LEN, JSON_MIDDLE, strlen(JSON_MIDDLE));
+        memcpy(filler + opt_size - strlen(JSON_TAIL), JSON_TAIL, strlen(JSON_TAIL));
+    }
     {
         uint8_t code[2] = {0x03, 0xe8}; /* 1000 */
         close_frame[0] = 0x88;

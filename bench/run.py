@@ -143,6 +143,8 @@ class Server:
     echo_path: str = "/ws"
     broadcast_path: str | None = "/broadcast"
     hub_path: str | None = None  # a second broadcast route through trioapi's ConnectionHub
+    json_path: str | None = None  # a JSON echo with receive_json / send_json
+    typed_path: str | None = None  # the same with receive_model / send_model (typed messages)
     variant: bool = False  # run only when named, or with --servers all
 
 
@@ -154,6 +156,8 @@ SERVERS: list[Server] = [
         hypercorn("bench.servers.trioapi_echo:app"),
         _trioapi_app,
         hub_path="/broadcast-hub",
+        json_path="/json",
+        typed_path="/typed",
     ),
     Server(
         "trio-websocket",
@@ -180,6 +184,8 @@ SERVERS: list[Server] = [
         ],
         _trioapi_native,
         hub_path="/broadcast-hub",
+        json_path="/json",
+        typed_path="/typed",
     ),
     Server(
         "fastapi-hypercorn",
@@ -327,6 +333,26 @@ PAIRS: list[Pair] = [
         "trioapi-native",
         [("bcast50_hub", "bcast50"), ("bcast1000_hub", "bcast1000")],
         "≥ 0.9",
+    ),
+    # What typed messages cost per message: receive_model/send_model against receive_json/send_json
+    # (docs/benchmarks.md, "Typed messages"; run only when named, into a section of their own).
+    Pair(
+        "typed-hypercorn",
+        "trioapi on hypercorn: typed echo / JSON echo",
+        "trioapi-hypercorn",
+        "trioapi-hypercorn",
+        [("echo50_typed", "echo50_json")],
+        "-",
+        variant=True,
+    ),
+    Pair(
+        "typed-native",
+        "trioapi native: typed echo / JSON echo",
+        "trioapi-native",
+        "trioapi-native",
+        [("echo50_typed", "echo50_json")],
+        "-",
+        variant=True,
     ),
 ]
 PAIRS += [
@@ -553,6 +579,12 @@ class Harness:
             conns, size = ECHO_SIZES[name]
             echo = ["--mode", "echo", "--path", server.echo_path, "--conns", str(conns), "--size", str(size)]
             return echo + timed
+        if name in JSON_ECHOES:
+            path = server.typed_path if name.endswith("_typed") else server.json_path
+            if path is None:
+                return None
+            echo = ["--mode", "echo", "--path", path, "--conns", "50", "--size", "64", "--json", "1"]
+            return echo + timed
         if name == "connrate":
             return [
                 "--mode",
@@ -775,11 +807,14 @@ def summary_line(name: str, r: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- report
 
 ECHO_SIZES = {"echo1": (1, 64), "echo50": (50, 64), "echo50_16k": (50, 16384)}  # connections, bytes
+#: 50 connections echoing 64-byte JSON objects: parsed and re-serialized, or typed on top of that.
+JSON_ECHOES = ("echo50_json", "echo50_typed")
 SCENARIOS = [
     "idle",
     "echo1",
     "echo50",
     "echo50_16k",
+    *JSON_ECHOES,
     "connrate",
     "bcast50",
     "bcast1000",
@@ -859,6 +894,24 @@ def render(report: dict[str, Any]) -> str:
         for sc in ("echo1", "echo50", "echo50_16k"):
             row.append(fmt_int(med(s, sc, "msg_per_s")) + flag(s, sc))
             row.append(fmt_ms(med(s, sc, "p50_us"), med(s, sc, "p99_us")))
+        lines.append("| " + " | ".join(row) + " |")
+    typed = [s for s in ran if res(s, "echo50_json") or res(s, "echo50_typed")]
+    if typed:
+        lines += [
+            "",
+            "**Typed messages** (50 connections echoing a 64-byte JSON object: `receive_json` / "
+            "`send_json`, then `receive_model` / `send_model` of an attrs class; round trip p50 / p99 in ms)",
+            "",
+            "| server | JSON msg/s | p50 / p99 | typed msg/s | p50 / p99 | typed / JSON |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+    for s in typed:
+        row = [SERVER_BY_NAME[s].label if s in SERVER_BY_NAME else s]
+        for sc in JSON_ECHOES:
+            row.append(fmt_int(med(s, sc, "msg_per_s")) + flag(s, sc))
+            row.append(fmt_ms(med(s, sc, "p50_us"), med(s, sc, "p99_us")))
+        plain, typed_rate = med(s, "echo50_json", "msg_per_s"), med(s, "echo50_typed", "msg_per_s")
+        row.append(f"{typed_rate / plain:.2f}" if plain and typed_rate else "-")
         lines.append("| " + " | ".join(row) + " |")
     lines += (
         []

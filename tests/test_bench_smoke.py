@@ -102,6 +102,23 @@ def test_harness_quick_echo(tmp_path: Path) -> None:
     ]
 
 
+def test_harness_quick_typed_echo(tmp_path: Path) -> None:
+    # The load generator's JSON messages, echoed by receive_json and by receive_model.
+    raw = tmp_path / "raw.json"
+    argv = [sys.executable, str(RUN), "--quick", "--warmup", "0.1", "--servers", "trioapi-native"]
+    argv += ["--scenarios", "echo50_json,echo50_typed", "--json", str(raw)]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(raw.read_text())["servers"]["trioapi-native"]["results"]
+    for scenario in ("echo50_json", "echo50_typed"):
+        (result,) = results[scenario]
+        assert result["errors"] == 0, result
+        assert result["opened"] == 50
+        assert result["msg_per_s"] > 0
+    assert "**Typed messages**" in proc.stdout
+    assert "| trioapi on its native transport |" in proc.stdout
+
+
 def test_head_to_head_quick(tmp_path: Path) -> None:
     raw = tmp_path / "raw.json"
     argv = [sys.executable, str(RUN), "--head-to-head", "--quick", "--warmup", "0.1", "--pairs", "hypercorn"]

@@ -32,6 +32,8 @@ REFERENCE = DOCS / "reference"
 PUBLIC_MODULES = [
     "trioapi",
     "trioapi.websockets",
+    "trioapi.messages",
+    "trioapi.asyncapi",
     "trioapi.routing",
     "trioapi.exceptions",
     "trioapi.params",

@@ -15,6 +15,7 @@ from examples import (
     path_params,
     query_params,
     routes,
+    typed_chat,
 )
 from trioapi.testing import TestClient, WebSocketRejected
 
@@ -195,3 +196,33 @@ async def test_routes_router_prefix_and_url_path_for() -> None:
 
 
 # --8<-- [end:routes]
+
+
+# --8<-- [start:typed_chat]
+async def test_typed_chat_delivers_typed_messages_and_refuses_bad_ones() -> None:
+    async with TestClient(typed_chat.app) as client:
+        async with client.websocket_connect("/chat", params={"name": "ann"}) as ann:
+            await ann.send_json({"type": "join", "room": "lobby"})
+            assert (await ann.receive_json())["type"] == "joined"
+            await ann.send_json({"type": "say", "room": "lobby", "text": "hi"})
+            said = await ann.receive_json()
+            assert (said["type"], said["name"], said["text"]) == ("said", "ann", "hi")
+            await ann.send_json({"type": "say", "room": "lobby", "text": 42})
+            assert await ann.wait_closed() == (1007, "invalid Say: text: expected a string, got integer")
+
+
+async def test_typed_chat_forgiving_answers_a_bad_message_with_a_problem() -> None:
+    async with TestClient(typed_chat.app) as client:
+        async with client.websocket_connect("/chat/forgiving", params={"name": "bob"}) as bob:
+            await bob.send_json({"type": "shout"})
+            problem = await bob.receive_json()
+            assert (problem["type"], problem["field"]) == ("problem", "type")
+            await bob.send_json({"type": "say", "room": "lobby", "text": "hi"})
+            assert await bob.receive_json() == {
+                "type": "problem",
+                "message": "join 'lobby' before you speak there",
+                "field": "room",
+            }
+
+
+# --8<-- [end:typed_chat]

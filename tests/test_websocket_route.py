@@ -112,7 +112,7 @@ def test_dependency_injected_routes_are_websocket_routes_too() -> None:
     @app.websocket("/ws")
     async def injected(websocket: WebSocket) -> None: ...
 
-    assert isinstance(app.routes[0], WebSocketRoute)
+    assert isinstance(app.routes[-1], WebSocketRoute)
 
 
 async def test_a_router_route_is_kept_through_include_router_with_its_prefixes() -> None:
@@ -120,7 +120,7 @@ async def test_a_router_route_is_kept_through_include_router_with_its_prefixes()
     router.add_websocket_route("/{room}", _greet, name="room")
     app = TrioAPI()
     app.include_router(router, prefix="/v1")
-    assert isinstance(app.routes[0], WebSocketRoute)
+    assert isinstance(app.routes[-1], WebSocketRoute)
     assert await _first_message(app, "/v1/chat/red") == "Hello, red!"
 
 

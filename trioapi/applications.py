@@ -18,11 +18,12 @@ from trioapi._connection import (
     serve_websocket,
 )
 from trioapi._errors import is_cancellation, single_error
+from trioapi.asyncapi import DEFAULT_UI_URL, asyncapi_document, asyncapi_html
 from trioapi.datastructures import State
 from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, RequestValidationError
 from trioapi.requests import Request
-from trioapi.responses import JSONResponse, Response
+from trioapi.responses import HTMLResponse, JSONResponse, Response
 from trioapi.routing import APIRoute, APIRouter, BaseRoute, Mount, WebSocketRoute
 from trioapi.security.origin import origin_allowed
 from trioapi.server._process import adopt_worker_process, connection_closed
@@ -74,6 +75,13 @@ class TrioAPI(APIRouter):
     SIGTERM) is decided by whoever runs it: ``trioapi run`` and ``trioapi.serve``
     (``ServerConfig``), or, in the worker processes of hypercorn's own command
     line, the policy of ``trioapi.server``'s process module.
+
+    ``title``, ``version`` and ``description`` describe the app in its AsyncAPI
+    document (``app.asyncapi()``), served at ``asyncapi_url`` (default
+    ``/asyncapi.json``) with a page for humans at ``asyncapi_docs_url`` (default
+    ``/asyncapi``), which loads the AsyncAPI component from ``asyncapi_ui_url``;
+    ``None`` turns either off. ``asyncapi_servers`` is the document's
+    ``servers`` object (``{"production": {"host": "example.com", "protocol": "wss"}}``).
     """
 
     def __init__(
@@ -87,6 +95,13 @@ class TrioAPI(APIRouter):
         teardown_timeout: float = 5.0,
         shutdown_grace: float = 5.0,
         max_message_size: int | None = None,
+        title: str = "trioapi",
+        version: str = "0.1.0",
+        description: str | None = None,
+        asyncapi_url: str | None = "/asyncapi.json",
+        asyncapi_docs_url: str | None = "/asyncapi",
+        asyncapi_ui_url: str = DEFAULT_UI_URL,
+        asyncapi_servers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__(dependencies=dependencies, routes=routes)
         self.router: APIRouter = self
@@ -106,6 +121,50 @@ class TrioAPI(APIRouter):
             teardown_timeout=teardown_timeout,
         )
         self._nursery: trio.Nursery | None = None
+        # -- the AsyncAPI document and its page (trioapi.asyncapi) --
+        self.title = title
+        self.version = version
+        self.description = description
+        self.asyncapi_url = asyncapi_url
+        self.asyncapi_docs_url = asyncapi_docs_url
+        self.asyncapi_ui_url = asyncapi_ui_url
+        self.asyncapi_servers = asyncapi_servers
+        #: The document, built by the first ``asyncapi()`` call once the routes exist.
+        self.asyncapi_schema: dict[str, Any] | None = None
+        self._add_asyncapi_routes()
+
+    # -- AsyncAPI ----------------------------------------------------------------
+
+    def asyncapi(self) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document of this app's WebSocket routes, built once and kept."""
+        if self.asyncapi_schema is None:
+            self.asyncapi_schema = asyncapi_document(
+                self.routes,
+                title=self.title,
+                version=self.version,
+                description=self.description,
+                servers=self.asyncapi_servers,
+            )
+        return self.asyncapi_schema
+
+    def _add_asyncapi_routes(self) -> None:
+        """Serve the document and its page over HTTP (ASGI servers; the native one has no HTTP)."""
+        json_url = self.asyncapi_url
+        if json_url is None:
+            return
+
+        async def asyncapi_json() -> JSONResponse:
+            return JSONResponse(self.asyncapi())
+
+        self.add_api_route(json_url, asyncapi_json, name="asyncapi_json")
+        if self.asyncapi_docs_url is None:
+            return
+
+        async def asyncapi_docs() -> HTMLResponse:
+            page = asyncapi_html(asyncapi_url=json_url, title=self.title, ui_url=self.asyncapi_ui_url)
+            return HTMLResponse(page)
+
+        self.add_api_route(self.asyncapi_docs_url, asyncapi_docs, name="asyncapi_docs")
 
     @property
     def teardown_timeout(self) -> float:

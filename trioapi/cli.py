@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", default="info", help="logging level (default info)")
     run.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's inherited socket
+    _add_asyncapi_parser(commands)
     return parser
 
 
@@ -199,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``trioapi`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    if args.command == "asyncapi":
+        return _write_asyncapi(args)
     # trioapi's own loggers only: hypercorn has its handlers already, and a root
     # handler would print each of its lines twice.
     handler = logging.StreamHandler()
@@ -222,4 +225,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"trioapi: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
         return 1
+    return 0
+
+
+# -- trioapi asyncapi module:app [-o file] ------------------------------------------
+
+
+def _add_asyncapi_parser(commands: Any) -> None:
+    asyncapi = commands.add_parser("asyncapi", help="print the app's AsyncAPI document (JSON)")
+    asyncapi.add_argument("app", help="the app, as module:attribute")
+    asyncapi.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
+
+
+def _write_asyncapi(args: argparse.Namespace) -> int:
+    """Print (or write) ``app.asyncapi()``: for docs pipelines, and apps served by the native server."""
+    import json
+
+    app = load_app(args.app)
+    if not callable(getattr(app, "asyncapi", None)):
+        raise SystemExit(f"trioapi: {args.app} is not a TrioAPI app (it has no asyncapi())")
+    text = json.dumps(app.asyncapi(), indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w", encoding="utf-8") as file:
+            file.write(text)
     return 0

@@ -23,10 +23,12 @@ from trioapi.datastructures import URLPath
 from trioapi.dependencies.analysis import EndpointPlan, analyze_endpoint
 from trioapi.endpoints import WebSocketEndpoint
 from trioapi.exceptions import RouteDefinitionError
+from trioapi.messages import RouteMessages, UnsupportedMessageType
 from trioapi.websockets import WebSocket
 
 if TYPE_CHECKING:
     from trioapi._types import ASGIApp, Scope
+    from trioapi.messages import OnInvalid
     from trioapi.params import Depends
 
 __all__ = [
@@ -335,6 +337,14 @@ class APIWebSocketRoute(WebSocketRoute):
     The endpoint must be an ``async def``; its parameters are analysed now, so a
     shape that cannot work is refused here with a ``RouteDefinitionError`` rather
     than on the first connection.
+
+    ``receives`` and ``sends`` declare the types of the messages the client
+    sends and the endpoint answers (``trioapi.messages``): their converters
+    are built now, ``websocket.receive_model()`` without an argument uses
+    ``receives``, and both describe the route in the app's AsyncAPI document,
+    with ``summary``, ``description`` (default: the endpoint's docstring) and
+    ``tags``. ``on_invalid``, an ``async def on_invalid(websocket, error)``,
+    answers a message that does not fit instead of closing with 1007.
     """
 
     def __init__(
@@ -345,6 +355,12 @@ class APIWebSocketRoute(WebSocketRoute):
         name: str | None = None,
         dependencies: Sequence[Depends] | None = None,
         allowed_origins: Collection[str] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        summary: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        on_invalid: OnInvalid | None = None,
     ) -> None:
         if not _is_async_callable(endpoint):
             raise RouteDefinitionError(
@@ -352,6 +368,21 @@ class APIWebSocketRoute(WebSocketRoute):
                 "function: a WebSocket handler awaits messages, and a plain 'def' would block the server"
             )
         self._declare(path, endpoint, name, dependencies, allowed_origins)
+        self.receives = receives
+        self.sends = sends
+        self.summary = summary
+        self.description = inspect.getdoc(endpoint) if description is None else description
+        self.tags = list(tags or ())
+        self.on_invalid = on_invalid
+        if on_invalid is not None and not _is_async_callable(on_invalid):
+            raise RouteDefinitionError(
+                f"on_invalid={on_invalid!r} for {path!r} must be an 'async def on_invalid(websocket, error)'"
+            )
+        try:
+            #: The codecs of ``receives`` and ``sends``, built once, here.
+            self.messages = RouteMessages.build(receives, sends, on_invalid)
+        except UnsupportedMessageType as exc:
+            raise RouteDefinitionError(f"WebSocket route {path!r}: {exc}") from None
 
 
 class APIRoute(_EndpointRoute):
@@ -491,14 +522,30 @@ class APIRouter:
         name: str | None = None,
         dependencies: Sequence[Depends] | None = None,
         allowed_origins: Collection[str] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        summary: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        on_invalid: OnInvalid | None = None,
     ) -> APIWebSocketRoute:
-        """Add a WebSocket endpoint at ``prefix + path`` and return its route."""
+        """Add a WebSocket endpoint at ``prefix + path`` and return its route.
+
+        ``receives``, ``sends``, ``summary``, ``description``, ``tags`` and
+        ``on_invalid`` declare its messages (see ``APIWebSocketRoute``).
+        """
         route = APIWebSocketRoute(
             self.prefix + path,
             endpoint,
             name=name,
             dependencies=[*self.dependencies, *(dependencies or ())],
             allowed_origins=allowed_origins,
+            receives=receives,
+            sends=sends,
+            summary=summary,
+            description=description,
+            tags=tags,
+            on_invalid=on_invalid,
         )
         self.routes.append(route)
         return route
@@ -510,12 +557,33 @@ class APIRouter:
         name: str | None = None,
         dependencies: Sequence[Depends] | None = None,
         allowed_origins: Collection[str] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        summary: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        on_invalid: OnInvalid | None = None,
     ) -> Callable[[Endpoint], Endpoint]:
-        """Decorate an ``async def`` handler as the WebSocket endpoint for ``path``."""
+        """Decorate an ``async def`` handler as the WebSocket endpoint for ``path``.
+
+        ``receives=ClientMessage, sends=ServerMessage`` declare the message types
+        (``websocket.receive_model()`` then needs no argument, and the AsyncAPI
+        document describes them); see ``APIWebSocketRoute`` for the rest.
+        """
 
         def decorator(endpoint: Endpoint) -> Endpoint:
             self.add_api_websocket_route(
-                path, endpoint, name=name, dependencies=dependencies, allowed_origins=allowed_origins
+                path,
+                endpoint,
+                name=name,
+                dependencies=dependencies,
+                allowed_origins=allowed_origins,
+                receives=receives,
+                sends=sends,
+                summary=summary,
+                description=description,
+                tags=tags,
+                on_invalid=on_invalid,
             )
             return endpoint
 
@@ -688,6 +756,12 @@ class APIRouter:
                     name=route.name,
                     dependencies=[*extra, *route.dependencies],
                     allowed_origins=route.allowed_origins,
+                    receives=route.receives,
+                    sends=route.sends,
+                    summary=route.summary,
+                    description=route.description,
+                    tags=route.tags,
+                    on_invalid=route.on_invalid,
                 )
             elif isinstance(route, WebSocketRoute):
                 self.add_websocket_route(

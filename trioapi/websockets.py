@@ -33,11 +33,12 @@ import enum
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import trio
 
+from trioapi import messages as _messages
 from trioapi.exceptions import WebSocketException
 from trioapi.requests import HTTPConnection
 from trioapi.transports import PeerClosed, WebSocketTransport
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trioapi")
+
+_Model = TypeVar("_Model")
 
 #: RFC 6455 limits a close frame's payload to 125 bytes, two of which hold the code.
 MAX_CLOSE_REASON_BYTES = 123
@@ -692,6 +695,38 @@ class WebSocket(HTTPConnection):
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.scope.get('path', '?')} {self.application_state.name}>"
+
+    # -- typed messages: thin wrappers over trioapi.messages --------------------
+    # Plain functions returning the coroutine: awaiting them adds no frame per message.
+
+    @overload
+    def receive_model(self, model: type[_Model], mode: str = "text") -> Coroutine[Any, Any, _Model]: ...
+    @overload
+    def receive_model(self, model: Any = None, mode: str = "text") -> Coroutine[Any, Any, Any]: ...
+    def receive_model(self, model: Any = None, mode: str = "text") -> Coroutine[Any, Any, Any]:
+        """The next JSON message converted to ``model`` (default: the route's ``receives``).
+
+        A message that does not fit raises ``trioapi.messages.MessageValidationError``
+        (uncaught: close 1007 naming the first bad field), unless the route has an
+        ``on_invalid`` handler: that one answers, and the next message is awaited.
+        """
+        return _messages.receive_model(self, model, mode)
+
+    @overload
+    def iter_models(self, model: type[_Model], mode: str = "text") -> AsyncIterator[_Model]: ...
+    @overload
+    def iter_models(self, model: Any = None, mode: str = "text") -> AsyncIterator[Any]: ...
+    async def iter_models(self, model: Any = None, mode: str = "text") -> AsyncIterator[Any]:
+        """Messages converted to ``model`` (default: the route's ``receives``) until the peer leaves."""
+        try:
+            while True:
+                yield await _messages.receive_model(self, model, mode)
+        except WebSocketDisconnect:
+            pass
+
+    def send_model(self, message: Any, mode: str = "text") -> Coroutine[Any, Any, None]:
+        """Send ``message`` (an attrs, dataclass, pydantic... instance) as JSON, text or ``"binary"``."""
+        return self.send_json(_messages.jsonable(message), mode)
 
     # -- for the framework (see the functions below) ------------------------------
 

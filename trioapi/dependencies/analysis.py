@@ -23,7 +23,7 @@ import enum
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Annotated, Any, Literal
 
 import attrs
@@ -86,6 +86,9 @@ class ValueParam:
     convert: Converter
     #: Body only: read the member ``key`` of the JSON object, not the whole body.
     embed: bool = False
+    #: The declared type and marker (``Query(description=...)``), kept for documentation (AsyncAPI).
+    annotation: Any = None
+    marker: Param | None = None
 
 
 @attrs.frozen(eq=False)
@@ -150,6 +153,29 @@ class EndpointPlan:
         if self.dependencies or root.dependencies or root.values or root.security_scopes:
             return None
         return root.connections
+
+    def walk(self) -> Iterator[tuple[DependantPlan, tuple[str, ...]]]:
+        """Each callable the plan runs, once, depth first from the route-level dependencies.
+
+        With each, the ``Security`` scopes requested on the way down to it. For
+        documentation (the AsyncAPI document reads parameters and security
+        schemes from here); serving a connection never walks the plan this way.
+        """
+        seen: set[int] = set()
+
+        def visit(
+            plan: DependantPlan, scopes: tuple[str, ...]
+        ) -> Iterator[tuple[DependantPlan, tuple[str, ...]]]:
+            if id(plan) in seen:
+                return
+            seen.add(id(plan))
+            yield plan, scopes
+            for dependency in plan.dependencies:
+                yield from visit(dependency.plan, scopes + dependency.scopes)
+
+        for dependency in self.dependencies:
+            yield from visit(dependency.plan, dependency.scopes)
+        yield from visit(self.root, ())
 
     def plan_for_override(self, replacement: Callable[..., Any]) -> DependantPlan:
         """The plan of an override's replacement, analysed the first time it is used.
@@ -467,6 +493,8 @@ def _value_param(
         many=many,
         convert=convert,
         embed=isinstance(marker, Body) and marker.embed,
+        annotation=annotation,
+        marker=marker,
     )
 
 

@@ -6,7 +6,6 @@ tests and annotated with local names, which only eager annotations can see.
 
 import base64
 import json
-from contextlib import AsyncExitStack
 from functools import partial
 from typing import Annotated, Any
 
@@ -21,7 +20,7 @@ from examples import auth_cookie, auth_header_or_query, auth_query, auth_subprot
 from trioapi import Depends, TrioAPI, WebSocket
 from trioapi.datastructures import Headers
 from trioapi.dependencies.analysis import analyze_endpoint
-from trioapi.dependencies.solving import solve_dependencies
+from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException
 from trioapi.security import (
     APIKeyCookie,
@@ -179,7 +178,7 @@ async def test_seed_style_str_annotation_still_receives_the_credentials() -> Non
 
     plan = analyze_endpoint(endpoint, path="/ws", path_param_names=frozenset(), kind="websocket")
     connection = websocket_for("/ws", {"Authorization": "Bearer valid-token"})
-    async with AsyncExitStack() as stack:
+    async with dependency_exit_stack() as stack:
         got = await solve_dependencies(plan, connection, stack=stack, overrides={})
     assert got["token"] == "valid-token"
 

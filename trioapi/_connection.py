@@ -147,14 +147,18 @@ async def serve_websocket(
     websocket._host = host
     app.connections.add(websocket)
     bug: BaseException | None = None
+    # Dependency teardown in two parts (Depends(scope=...)): "function"-scoped
+    # when the handler returns, "request"-scoped after the final close frame and
+    # the connection's tasks, in the outer finally below.
+    stack = None if route.plan.connection_only is not None else dependency_exit_stack(app.teardown_timeout)
     try:
         with session_scope:
             try:
-                if route.plan.connection_only is not None:
+                if stack is None:
                     # Nothing to solve or tear down (decided when the route was declared).
-                    await route.endpoint(**dict.fromkeys(route.plan.connection_only, websocket))
+                    await route.endpoint(**dict.fromkeys(route.plan.connection_only or (), websocket))
                 else:
-                    async with dependency_exit_stack(app.teardown_timeout) as stack:
+                    async with stack.function_scope():
                         values = await solve_dependencies(
                             route.plan, websocket, stack=stack, overrides=app.dependency_overrides
                         )
@@ -184,6 +188,15 @@ async def serve_websocket(
         tasks = websocket._tasks
         if tasks is not None:
             await tasks.aclose()
+        if stack is not None:
+            try:
+                await stack.aclose()  # the "request"-scoped teardown (shielded, bounded)
+            except Exception as error:
+                # Nothing is left to tell the client: log it, and re-raise into tests.
+                path = websocket.scope.get("path", "?")
+                logger.error("Exception in dependency teardown for %s", path, exc_info=error)
+                if bug is None and raises_into_tests(websocket.scope):
+                    bug = error
         app.connections.discard(websocket)
     if bug is None and websocket._failure is not None and raises_into_tests(websocket.scope):
         bug = websocket._failure

@@ -83,7 +83,8 @@ def test_a_request_scoped_yield_dependency_cannot_depend_on_a_function_scoped_on
     async def endpoint(x: Annotated[None, Depends(long)]) -> None:
         pass
 
-    with pytest.raises(RouteDefinitionError, match=r'scope of "request", it cannot depend on .*short'):
+    refusal = r'"long" has a scope of "request", it cannot depend on .*short'
+    with pytest.raises(RouteDefinitionError, match=refusal):
         plan_for(endpoint)
 
 

@@ -289,7 +289,7 @@ def _invocation_of(
 
 def _signature(call: Callable[..., Any], role: str) -> inspect.Signature:
     try:
-        return inspect.signature(call, eval_str=True)
+        return _with_inherited_annotations(call, inspect.signature(call, eval_str=True))
     except NameError as exc:
         raise RouteDefinitionError(
             f"cannot resolve the annotations of {role} {_describe(call)}: {exc}. Define the types it "
@@ -297,6 +297,36 @@ def _signature(call: Callable[..., Any], role: str) -> inspect.Signature:
         ) from None
     except (TypeError, ValueError) as exc:
         raise RouteDefinitionError(f"cannot read the signature of {role} {_describe(call)}: {exc}") from None
+
+
+def _with_inherited_annotations(call: Callable[..., Any], signature: inspect.Signature) -> inspect.Signature:
+    """A callable object's ``__call__`` takes the annotations it leaves out from the one it overrides.
+
+    So ``class Auth(HTTPBearer): async def __call__(self, request): ...`` still
+    receives the connection as ``request``, as the scheme it extends declares.
+    """
+    if inspect.isclass(call) or inspect.isroutine(call) or isinstance(call, functools.partial):
+        return signature
+    empty = inspect.Parameter.empty
+    missing = {name for name, p in signature.parameters.items() if p.annotation is empty}
+    if not missing:
+        return signature
+    found: dict[str, Any] = {}
+    for base in type(call).__mro__[1:]:
+        method = vars(base).get("__call__")
+        if method is None or not missing - found.keys():
+            continue
+        for name, parameter in inspect.signature(method, eval_str=True).parameters.items():
+            if name in missing and name not in found and parameter.annotation is not empty:
+                found[name] = parameter.annotation
+    if not found:
+        return signature
+    return signature.replace(
+        parameters=[
+            p.replace(annotation=found[name]) if name in found else p
+            for name, p in signature.parameters.items()
+        ]
+    )
 
 
 def _analyze_callable(call: Callable[..., Any], context: _Context, *, role: str) -> DependantPlan:
@@ -443,10 +473,12 @@ def check_teardown_order(plan: DependantPlan, teardown: DependencyScope, where: 
         return
     for dependency in plan.dependencies:
         if dependency.teardown == "function":
+            # FastAPI's wording, then which dependency and what to do.
+            name = getattr(plan.call, "__name__", type(plan.call).__name__)
             raise RouteDefinitionError(
-                f'{where}: the dependency {_describe(plan.call)} has a scope of "request", it cannot '
-                f'depend on {_describe(dependency.dependency)}, which has a scope of "function" and is '
-                "torn down first; give both the same scope"
+                f'The dependency "{name}" has a scope of "request", it cannot depend on dependencies with '
+                f'scope "function" ({where}: {_describe(dependency.dependency)} is torn down when the '
+                "endpoint returns, before it; give both the same scope)"
             )
 
 

@@ -16,7 +16,7 @@ from handshakes import websocket_for
 from servers import KINDS, ServerProcess, running_server
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from examples import auth_cookie, auth_header_or_query, auth_query, auth_subprotocol
+from examples import auth_cookie, auth_header_or_query, auth_query, auth_subclass, auth_subprotocol
 from trioapi import Depends, TrioAPI, WebSocket
 from trioapi.datastructures import Headers
 from trioapi.dependencies.analysis import analyze_endpoint
@@ -285,6 +285,19 @@ async def test_a_security_scheme_can_be_called_directly_with_the_connection() ->
     connection = websocket_for("/ws", {"Authorization": "Bearer direct"})
     assert await OAuth2PasswordBearer("token")(request=connection) == "direct"
     assert await OpenIdConnect(openIdConnectUrl="/oidc")(connection) == "Bearer direct"
+
+
+async def test_auth_subclass_example_on_both_kinds_of_route() -> None:
+    async with TestClient(auth_subclass.app) as client:
+        async with client.websocket_connect("/ws", headers={"Authorization": "Bearer good"}) as ws:
+            assert await ws.receive_text() == "hello, holder of good"
+        assert (await client.get("/me", headers={"Authorization": "Bearer good"})).json() == {"token": "good"}
+        with pytest.raises(WebSocketRejected) as revoked:
+            async with client.websocket_connect("/ws", headers={"Authorization": "Bearer stolen-token"}):
+                pass
+        missing = await client.get("/me")
+    assert (revoked.value.status_code, revoked.value.json()) == (403, {"detail": "Token revoked"})
+    assert (missing.status_code, missing.headers["www-authenticate"]) == (401, "Bearer")
 
 
 def test_get_authorization_scheme_param_splits_scheme_and_parameter() -> None:

@@ -19,6 +19,7 @@ import trio
 import trio.testing
 from handshakes import solve
 
+from examples import sync_dependencies
 from trioapi import Depends, TrioAPI, WebSocket, WebSocketDisconnect
 from trioapi.dependencies.solving import dependency_exit_stack
 from trioapi.testing import TestClient
@@ -312,6 +313,7 @@ async def test_a_sync_generator_can_be_overridden_by_an_async_one() -> None:
 
 async def test_the_common_fastapi_database_dependency_works_on_a_websocket_route() -> None:
     """``def get_db(): db = Session(); try: yield db; finally: db.close()``, ported as is."""
+
     class Session:
         def __init__(self) -> None:
             self.closed = False
@@ -371,3 +373,31 @@ async def test_a_sync_generator_sees_the_clients_disconnect() -> None:
         with trio.fail_after(BOUND):
             await seen.wait()
     assert codes == [4001]
+
+
+# -- the example ---------------------------------------------------------------------------------
+
+
+async def test_sync_dependencies_example_stores_lines_and_closes_the_database_last() -> None:
+    sync_dependencies.closed.clear()
+    async with TestClient(sync_dependencies.app) as client:
+        async with client.websocket_connect("/speak/lobby") as ws:
+            await ws.send_text("hello")
+            assert await ws.receive_text() == "lobby: 1 line(s)"
+            await ws.send_text("again")
+            assert await ws.receive_text() == "lobby: 2 line(s)"
+    assert sync_dependencies.closed == ["room", "db"]
+
+
+async def test_sync_dependencies_example_lets_one_speaker_per_room_at_a_time() -> None:
+    async with TestClient(sync_dependencies.app) as client:
+        async with client.websocket_connect("/speak/stage") as first:
+            await first.send_text("mine")
+            assert await first.receive_text() == "stage: 1 line(s)"
+            with pytest.raises(trio.TooSlowError):
+                with trio.fail_after(0.2):  # waits for the room while the first speaker holds it
+                    async with client.websocket_connect("/speak/stage"):
+                        pass
+        async with client.websocket_connect("/speak/stage") as second:
+            await second.send_text("now me")
+            assert await second.receive_text() == "stage: 1 line(s)"

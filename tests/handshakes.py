@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from trioapi._types import Message
+from trioapi.dependencies.analysis import EndpointPlan, analyze_endpoint
+from trioapi.dependencies.solving import DependencyExitStack, dependency_exit_stack, solve_dependencies
 from trioapi.requests import Request
 from trioapi.websockets import WebSocket
 
@@ -60,3 +62,34 @@ def request_for(
         return {"type": "http.request", "body": payload, "more_body": False}
 
     return Request(scope, receive)
+
+
+def plan_for(
+    endpoint: Any, *, kind: Literal["websocket", "http"] = "websocket", dependencies: Any = ()
+) -> EndpointPlan:
+    """The plan of ``endpoint`` for a route at ``/ws``."""
+    return analyze_endpoint(
+        endpoint, path="/ws", path_param_names=frozenset(), kind=kind, dependencies=dependencies
+    )
+
+
+async def solve(
+    endpoint: Any,
+    target: str = "/ws",
+    *,
+    overrides: Any = None,
+    dependencies: Any = (),
+    stack: DependencyExitStack | None = None,
+) -> dict[str, Any]:
+    """The arguments ``endpoint`` gets for a WebSocket handshake to ``target``.
+
+    Its dependencies' context managers are entered on ``stack`` if given (the
+    caller closes it), else on a stack closed before this returns.
+    """
+    plan = plan_for(endpoint, dependencies=dependencies)
+    if stack is not None:
+        return await solve_dependencies(plan, websocket_for(target), stack=stack, overrides=overrides or {})
+    async with dependency_exit_stack() as own_stack:
+        return await solve_dependencies(
+            plan, websocket_for(target), stack=own_stack, overrides=overrides or {}
+        )

@@ -6,7 +6,6 @@ the tests and annotated with local names, which only eager annotations can see.
 
 import enum
 import uuid
-from contextlib import AsyncExitStack
 from typing import Annotated, Any, Literal
 
 import attrs
@@ -14,7 +13,7 @@ import pytest
 from handshakes import request_for, websocket_for
 
 from trioapi.dependencies.analysis import EndpointPlan, analyze_endpoint
-from trioapi.dependencies.solving import solve_dependencies
+from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import (
     RequestValidationError,
     RouteDefinitionError,
@@ -34,7 +33,7 @@ def plan_for(
 
 
 async def solve(plan: EndpointPlan, connection: HTTPConnection) -> dict[str, Any]:
-    async with AsyncExitStack() as stack:
+    async with dependency_exit_stack() as stack:
         return await solve_dependencies(plan, connection, stack=stack, overrides={})
 
 

@@ -6,7 +6,6 @@ tests and annotated with local names, which only eager annotations can see.
 
 import base64
 import json
-from contextlib import AsyncExitStack
 from functools import partial
 from typing import Annotated, Any
 
@@ -17,21 +16,27 @@ from handshakes import websocket_for
 from servers import KINDS, ServerProcess, running_server
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from examples import auth_cookie, auth_header_or_query, auth_query, auth_subprotocol
+from examples import auth_cookie, auth_header_or_query, auth_query, auth_subclass, auth_subprotocol
 from trioapi import Depends, TrioAPI, WebSocket
 from trioapi.datastructures import Headers
 from trioapi.dependencies.analysis import analyze_endpoint
-from trioapi.dependencies.solving import solve_dependencies
+from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException
+from trioapi.requests import HTTPConnection
 from trioapi.security import (
     APIKeyCookie,
     APIKeyHeader,
     APIKeyQuery,
     APIKeySubprotocol,
+    HTTPAuthorizationCredentials,
     HTTPBasic,
     HTTPBearer,
     HTTPDigest,
+    OAuth2,
+    OAuth2AuthorizationCodeBearer,
     OAuth2PasswordBearer,
+    OpenIdConnect,
+    get_authorization_scheme_param,
     origin_allowed,
 )
 from trioapi.security.base import SecurityBase
@@ -81,6 +86,22 @@ CASES = [
         partial(OAuth2PasswordBearer, "token"),
         {"headers": {"Authorization": "bearer t"}},
         "t",
+        "Bearer",
+    ),
+    Case(
+        "oauth2-authorization-code",
+        partial(OAuth2AuthorizationCodeBearer, authorizationUrl="/authorize", tokenUrl="/token"),
+        {"headers": {"Authorization": "Bearer code-token"}},
+        "code-token",
+        "Bearer",
+    ),
+    # OAuth2 and OpenIdConnect hand over the whole header, unparsed, as FastAPI's do.
+    Case("oauth2-any-flow", OAuth2, {"headers": {"Authorization": "Bearer raw"}}, "Bearer raw", "Bearer"),
+    Case(
+        "openid-connect",
+        partial(OpenIdConnect, openIdConnectUrl="/.well-known/openid-configuration"),
+        {"headers": {"Authorization": "Bearer id-token"}},
+        "Bearer id-token",
         "Bearer",
     ),
 ]
@@ -179,9 +200,109 @@ async def test_seed_style_str_annotation_still_receives_the_credentials() -> Non
 
     plan = analyze_endpoint(endpoint, path="/ws", path_param_names=frozenset(), kind="websocket")
     connection = websocket_for("/ws", {"Authorization": "Bearer valid-token"})
-    async with AsyncExitStack() as stack:
+    async with dependency_exit_stack() as stack:
         got = await solve_dependencies(plan, connection, stack=stack, overrides={})
     assert got["token"] == "valid-token"
+
+
+async def test_oauth2_schemes_keep_fastapis_flow_arguments() -> None:
+    password = OAuth2PasswordBearer("token", scopes={"chat": "read chat"}, refreshUrl="refresh")
+    code = OAuth2AuthorizationCodeBearer("authorize", "token", "refresh", scopes={"chat": "read chat"})
+    openid = OpenIdConnect(openIdConnectUrl="https://id.example/.well-known/openid-configuration")
+    assert password.flows == {
+        "password": {"tokenUrl": "token", "refreshUrl": "refresh", "scopes": {"chat": "read chat"}}
+    }
+    assert code.flows["authorizationCode"]["authorizationUrl"] == "authorize"
+    assert (code.token_url, code.refresh_url, code.scopes) == ("token", "refresh", {"chat": "read chat"})
+    assert openid.openid_connect_url == "https://id.example/.well-known/openid-configuration"
+    assert OAuth2(flows={"implicit": {"authorizationUrl": "a", "scopes": {}}}).flows == {
+        "implicit": {"authorizationUrl": "a", "scopes": {}}
+    }
+
+
+async def test_a_bearer_header_without_a_token_is_refused_by_the_oauth2_bearer_schemes() -> None:
+    for scheme in (OAuth2PasswordBearer("token"), OAuth2AuthorizationCodeBearer("authorize", "token")):
+        async with TestClient(app_for(scheme)) as client:
+            response = await client.get("/http", headers={"Authorization": "Bearer"})
+        assert response.status_code == 401
+
+
+class KeywordBearer(HTTPBearer):
+    """A FastAPI-style subclass: ``__call__(self, request)``, delegating with ``request=``."""
+
+    async def __call__(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+        credentials = await super().__call__(request=request)
+        if credentials is not None and credentials.credentials == "revoked":
+            raise HTTPException(status_code=403, detail="Token revoked")
+        return credentials
+
+
+class UnannotatedBearer(HTTPBearer):
+    """The same override with ``request`` left unannotated: it takes ``HTTPBearer``'s annotation."""
+
+    async def __call__(self, request):  # type: ignore[no-untyped-def]
+        return await super().__call__(request=request)
+
+
+@pytest.mark.parametrize("scheme", [KeywordBearer, UnannotatedBearer])
+async def test_a_subclass_calling_super_with_request_serves_websocket_and_http_routes(scheme: Any) -> None:
+    async with TestClient(app_for(scheme())) as client:
+        async with client.websocket_connect("/ws", **BEARER) as ws:
+            assert await ws.receive_json() == {"scheme": "Bearer", "credentials": "tok"}
+        response = await client.get("/http", **BEARER)
+        assert response.json() == {"credential": {"scheme": "Bearer", "credentials": "tok"}}
+        with pytest.raises(WebSocketRejected) as info:
+            async with client.websocket_connect("/ws"):
+                pass
+    assert info.value.status_code == 401
+
+
+async def test_a_subclass_may_refuse_with_its_own_status() -> None:
+    async with TestClient(app_for(KeywordBearer())) as client:
+        with pytest.raises(WebSocketRejected) as info:
+            async with client.websocket_connect("/ws", headers={"Authorization": "Bearer revoked"}):
+                pass
+    assert info.value.status_code == 403
+    assert info.value.json() == {"detail": "Token revoked"}
+
+
+async def test_overriding_make_not_authenticated_error_changes_the_refusal() -> None:
+    """FastAPI documents this override to get the pre-0.12x 403 back."""
+
+    class Legacy403(APIKeyHeader):
+        def make_not_authenticated_error(self, detail: str = "Not authenticated") -> HTTPException:
+            return HTTPException(status_code=403, detail=detail)
+
+    async with TestClient(app_for(Legacy403(name="X-Key"))) as client:
+        with pytest.raises(WebSocketRejected) as info:
+            async with client.websocket_connect("/ws"):
+                pass
+        response = await client.get("/http")
+    assert (info.value.status_code, response.status_code) == (403, 403)
+
+
+async def test_a_security_scheme_can_be_called_directly_with_the_connection() -> None:
+    connection = websocket_for("/ws", {"Authorization": "Bearer direct"})
+    assert await OAuth2PasswordBearer("token")(request=connection) == "direct"
+    assert await OpenIdConnect(openIdConnectUrl="/oidc")(connection) == "Bearer direct"
+
+
+async def test_auth_subclass_example_on_both_kinds_of_route() -> None:
+    async with TestClient(auth_subclass.app) as client:
+        async with client.websocket_connect("/ws", headers={"Authorization": "Bearer good"}) as ws:
+            assert await ws.receive_text() == "hello, holder of good"
+        assert (await client.get("/me", headers={"Authorization": "Bearer good"})).json() == {"token": "good"}
+        with pytest.raises(WebSocketRejected) as revoked:
+            async with client.websocket_connect("/ws", headers={"Authorization": "Bearer stolen-token"}):
+                pass
+        missing = await client.get("/me")
+    assert (revoked.value.status_code, revoked.value.json()) == (403, {"detail": "Token revoked"})
+    assert (missing.status_code, missing.headers["www-authenticate"]) == (401, "Bearer")
+
+
+def test_get_authorization_scheme_param_splits_scheme_and_parameter() -> None:
+    assert get_authorization_scheme_param("Bearer  abc ") == ("Bearer", "abc")
+    assert get_authorization_scheme_param(None) == ("", "")
 
 
 # -- Origin allow-list --------------------------------------------------------------------

@@ -177,9 +177,12 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
     session = Session(websocket)
     policy.registry.add(session)
     bug: BaseException | None = None
+    # Dependency teardown comes in two parts (``Depends(scope=...)``): the "function"
+    # part once the handler and its tasks are done, the "request" part after the final close.
+    stack = dependency_exit_stack(policy.teardown_timeout)
     try:
         try:
-            async with dependency_exit_stack(policy.teardown_timeout) as stack:
+            async with stack.function_scope():
                 if route.plan.connection_only is not None:
                     # Nothing to solve (decided when the route was declared).
                     values = dict.fromkeys(route.plan.connection_only, websocket)
@@ -219,6 +222,15 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
                 await _final_close(websocket, code, "server shutting down")
         # Return without accept refuses the handshake (403); after accept, 1000.
         await _final_close(websocket, 1000)
+        try:
+            await stack.aclose()  # the "request"-scoped teardown (shielded, bounded)
+        except Exception as error:
+            # Nothing is left to tell the client: log it, and re-raise it into tests.
+            logger.error(
+                "Exception in dependency teardown for %s", websocket.scope.get("path"), exc_info=error
+            )
+            if bug is None and raises_into_tests(websocket.scope):
+                bug = error
         # Our close frame is out: the peer's answer ends the conversation (RFC 6455 7.1.1).
         with trio.move_on_after(CLOSE_TIMEOUT):
             try:
@@ -228,6 +240,7 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
                 # has nothing more to tell the app.
                 logger.debug("WebSocket %s: no close answer", websocket.scope.get("path", "?"), exc_info=True)
     finally:
+        await stack.aclose()  # already done unless the server cancelled us: then it runs here
         policy.registry.discard(session)
     if bug is not None:
         raise bug

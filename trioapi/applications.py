@@ -20,7 +20,7 @@ from trioapi._connection import (
 from trioapi._errors import is_cancellation, single_error
 from trioapi.asyncapi import DEFAULT_UI_URL, asyncapi_document, asyncapi_html
 from trioapi.datastructures import State
-from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
+from trioapi.dependencies.solving import DependencyExitStack, dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, RequestValidationError
 from trioapi.requests import Request
 from trioapi.responses import HTMLResponse, JSONResponse, Response
@@ -281,14 +281,19 @@ class TrioAPI(APIRouter):
             return
         assert isinstance(route, APIRoute)
         request = Request(scope, receive)
-        try:
-            response = await self._run_http_endpoint(route, request)
-        except Exception as exc:
-            response = await self._http_error_response(request, exc)
-        await response(scope, receive, send)
-
-    async def _run_http_endpoint(self, route: APIRoute, request: Request) -> Response:
+        # "request"-scoped dependencies are torn down after the response is sent,
+        # "function"-scoped ones when the endpoint returns (Depends(scope=...)).
         async with dependency_exit_stack(self.teardown_timeout) as stack:
+            try:
+                response = await self._run_http_endpoint(route, request, stack)
+            except Exception as exc:
+                response = await self._http_error_response(request, exc)
+            await response(scope, receive, send)
+
+    async def _run_http_endpoint(
+        self, route: APIRoute, request: Request, stack: DependencyExitStack
+    ) -> Response:
+        async with stack.function_scope():
             values = await solve_dependencies(
                 route.plan, request, stack=stack, overrides=self.dependency_overrides
             )

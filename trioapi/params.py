@@ -20,6 +20,7 @@ import attrs
 __all__ = [
     "Body",
     "Cookie",
+    "DependencyScope",
     "Depends",
     "Header",
     "Param",
@@ -121,20 +122,42 @@ class Body(Param):
     embed: bool = attrs.field(default=False, kw_only=True)
 
 
+#: When a dependency's teardown (the code after its ``yield``) runs: ``"function"``
+#: right after the endpoint function returns, ``"request"`` once the whole request
+#: is over (an HTTP response sent, a WebSocket's final close frame sent).
+DependencyScope = Literal["function", "request"]
+
+
+def _check_scope(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value not in (None, "function", "request"):
+        raise ValueError(f'Depends(scope={value!r}): use "function", "request" or None (the default)')
+
+
 @attrs.frozen
 class Depends(_StandsForAnyValue):  # type: ignore[misc]
     """Call ``dependency`` for each connection and pass in what it returns.
 
-    ``dependency`` may be a plain function (run inline, so it must not block), a
-    coroutine function, an async generator function (the code after its ``yield``
-    runs at teardown), or a callable returning an async context manager. Without
+    ``dependency`` may be a coroutine function (awaited), a plain function or
+    class (called in a worker thread, so it may block), an async generator
+    function or a callable returning an async context manager (entered; the code
+    after its ``yield`` runs at teardown), or a sync generator function or
+    ``@contextmanager`` function (entered and exited in worker threads). Without
     ``dependency`` the parameter's annotation is called (``db: DB = Depends()``).
     Each dependency runs once per connection however often it is asked for,
     unless ``use_cache=False``.
+
+    ``scope`` says when a ``yield`` dependency is torn down: ``"function"`` as
+    soon as the endpoint function returns (before an HTTP response is sent;
+    before a WebSocket's final close frame), ``"request"`` (the default for
+    ``yield`` dependencies) after the request is over (the response sent; the
+    final close frame sent and the connection's tasks ended). A
+    ``"request"``-scoped ``yield`` dependency cannot depend on a ``"function"``
+    one, which would be gone before it.
     """
 
     dependency: Callable[..., Any] | None = None
     use_cache: bool = attrs.field(default=True, kw_only=True)
+    scope: DependencyScope | None = attrs.field(default=None, kw_only=True, validator=_check_scope)
 
 
 def _scope_tuple(scopes: Iterable[str] | None) -> tuple[str, ...]:
@@ -147,6 +170,9 @@ class Security(Depends):
 
     Dependencies below it can take a ``SecurityScopes`` parameter to read every
     scope requested on the way down to them (``trioapi.security.SecurityScopes``).
+    Like FastAPI's ``Security``, it takes no ``scope``: a ``yield`` dependency
+    behind it is torn down with the request.
     """
 
+    scope: DependencyScope | None = attrs.field(default=None, init=False)
     scopes: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_scope_tuple)

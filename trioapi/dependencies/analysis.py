@@ -41,7 +41,7 @@ from trioapi.dependencies.converters import (
     text_list_converter,
 )
 from trioapi.exceptions import RouteDefinitionError
-from trioapi.params import Body, Depends, Header, Location, Param, Security
+from trioapi.params import Body, DependencyScope, Depends, Header, Location, Param, Security
 from trioapi.requests import HTTPConnection, Request
 from trioapi.security.oauth2 import SecurityScopes
 from trioapi.websockets import WebSocket
@@ -53,6 +53,7 @@ __all__ = [
     "Invocation",
     "ValueParam",
     "analyze_endpoint",
+    "check_teardown_order",
 ]
 
 Kind = Literal["websocket", "http"]
@@ -61,13 +62,19 @@ Kind = Literal["websocket", "http"]
 class Invocation(enum.Enum):
     """How a dependency is called for each connection."""
 
-    #: ``value = call(**kwargs)``, inline: a plain function must not block.
+    #: ``value = call(**kwargs)`` in a worker thread, so a blocking function
+    #: (or class constructor) never stalls the event loop, as FastAPI runs it in
+    #: its thread pool.
     SYNC = "sync"
     #: ``value = await call(**kwargs)``.
     ASYNC = "async"
     #: ``value = await stack.enter_async_context(call(**kwargs))``; async
     #: generator functions are wrapped with ``asynccontextmanager`` at analysis.
     CONTEXT_MANAGER = "context manager"
+    #: ``call(**kwargs)`` makes a sync context manager, made and entered in a
+    #: worker thread and exited in one at teardown; sync generator functions are
+    #: wrapped with ``contextmanager`` at analysis.
+    SYNC_CONTEXT_MANAGER = "sync context manager"
 
 
 @attrs.frozen(eq=False)
@@ -102,6 +109,9 @@ class DependencyParam:
     use_cache: bool
     #: The scopes this marker adds (``Security(..., scopes=[...])``).
     scopes: tuple[str, ...]
+    #: When its context manager (if it enters one) is exited: the marker's
+    #: ``scope``, else ``"request"``. An override's replacement inherits it.
+    teardown: DependencyScope = "request"
 
 
 @attrs.frozen(eq=False)
@@ -122,6 +132,12 @@ class DependantPlan:
     security_scopes: tuple[str, ...] = ()
     #: In declaration order, which is the order they are called in.
     dependencies: tuple[DependencyParam, ...] = ()
+    #: Whether calling it enters a context manager on the exit stack (torn down later).
+    enters_context: bool = attrs.field(init=False)
+
+    @enters_context.default
+    def _enters_context(self) -> bool:
+        return self.invocation in (Invocation.CONTEXT_MANAGER, Invocation.SYNC_CONTEXT_MANAGER)
 
 
 @attrs.frozen(eq=False)
@@ -177,18 +193,21 @@ class EndpointPlan:
             yield from visit(dependency.plan, dependency.scopes)
         yield from visit(self.root, ())
 
-    def plan_for_override(self, replacement: Callable[..., Any]) -> DependantPlan:
+    def plan_for_override(self, replacement: Callable[..., Any], teardown: DependencyScope) -> DependantPlan:
         """The plan of an override's replacement, analysed the first time it is used.
 
         The replacement is analysed against this route (its path parameters, its
-        kind), so the plan is cached per route. May raise ``RouteDefinitionError``
-        on that first connection if the replacement cannot be served.
+        kind), so the plan is cached per route. It is torn down with the
+        ``teardown`` scope of the dependency it replaces. Raises
+        ``RouteDefinitionError`` on a connection if the replacement cannot be
+        served that way.
         """
         plan = self.override_plans.get(replacement)
         if plan is None:
             context = _Context(self.path, self.path_param_names, self.kind)
             plan = _analyze_callable(replacement, context, role="dependency override")
             self.override_plans[replacement] = plan
+        check_teardown_order(plan, teardown, f"override {_describe(replacement)} of route {self.path!r}")
         return plan
 
 
@@ -204,11 +223,12 @@ def analyze_endpoint(
 
     Raises ``RouteDefinitionError`` naming the function and parameter when a
     parameter cannot be supplied for this kind of route, an annotation has no
-    converter, or a dependency has a shape that would block (a sync generator).
+    converter, or a ``"request"``-scoped ``yield`` dependency depends on a
+    ``"function"``-scoped one.
     """
     context = _Context(path, frozenset(path_param_names), kind)
     root = _analyze_callable(call, context, role="endpoint")
-    if root.invocation is Invocation.CONTEXT_MANAGER:
+    if root.enters_context:
         raise RouteDefinitionError(
             f"endpoint {_describe(call)} for {path!r} is a generator or context manager; "
             "an endpoint must be a plain 'async def' function (move setup and teardown into a "
@@ -261,11 +281,12 @@ def _describe(call: Any) -> str:
 
 
 def _invocation_of(
-    call: Callable[..., Any], signature: inspect.Signature, *, role: str
+    call: Callable[..., Any], signature: inspect.Signature
 ) -> tuple[Invocation, Callable[..., Any]]:
-    """Decide once how ``call`` is invoked, and refuse the shapes that would block."""
+    """Decide once how ``call`` is invoked."""
     if inspect.isclass(call):
-        # Calling a class constructs it; one that is an async context manager is entered.
+        # Calling a class constructs it; one that is an async context manager is
+        # entered. A sync context manager class is only constructed, as in FastAPI.
         if hasattr(call, "__aenter__") and hasattr(call, "__aexit__"):
             return Invocation.CONTEXT_MANAGER, call
         return Invocation.SYNC, call
@@ -276,15 +297,14 @@ def _invocation_of(
         return Invocation.CONTEXT_MANAGER, contextlib.asynccontextmanager(call)
     if inspect.iscoroutinefunction(target):
         return Invocation.ASYNC, call
+    if inspect.isgeneratorfunction(target):
+        return Invocation.SYNC_CONTEXT_MANAGER, contextlib.contextmanager(call)
+    # ``@contextmanager`` / ``@asynccontextmanager`` hide the generator behind a
+    # plain function that returns the context manager.
     unwrapped = inspect.unwrap(target)
-    if inspect.isgeneratorfunction(target) or inspect.isgeneratorfunction(unwrapped):
-        raise RouteDefinitionError(
-            f"{role} {_describe(call)} is a sync generator (or @contextmanager); its setup and "
-            "teardown would block the event loop. Make it 'async def' with 'yield' "
-            "(or @asynccontextmanager)"
-        )
+    if inspect.isgeneratorfunction(unwrapped):
+        return Invocation.SYNC_CONTEXT_MANAGER, call
     if inspect.isasyncgenfunction(unwrapped):
-        # ``@asynccontextmanager`` hides the generator behind a plain function.
         return Invocation.CONTEXT_MANAGER, call
     returns = signature.return_annotation
     returns = typing.get_origin(returns) or returns
@@ -295,7 +315,7 @@ def _invocation_of(
 
 def _signature(call: Callable[..., Any], role: str) -> inspect.Signature:
     try:
-        return inspect.signature(call, eval_str=True)
+        return _with_inherited_annotations(call, inspect.signature(call, eval_str=True))
     except NameError as exc:
         raise RouteDefinitionError(
             f"cannot resolve the annotations of {role} {_describe(call)}: {exc}. Define the types it "
@@ -305,9 +325,39 @@ def _signature(call: Callable[..., Any], role: str) -> inspect.Signature:
         raise RouteDefinitionError(f"cannot read the signature of {role} {_describe(call)}: {exc}") from None
 
 
+def _with_inherited_annotations(call: Callable[..., Any], signature: inspect.Signature) -> inspect.Signature:
+    """A callable object's ``__call__`` takes the annotations it leaves out from the one it overrides.
+
+    So ``class Auth(HTTPBearer): async def __call__(self, request): ...`` still
+    receives the connection as ``request``, as the scheme it extends declares.
+    """
+    if inspect.isclass(call) or inspect.isroutine(call) or isinstance(call, functools.partial):
+        return signature
+    empty = inspect.Parameter.empty
+    missing = {name for name, p in signature.parameters.items() if p.annotation is empty}
+    if not missing:
+        return signature
+    found: dict[str, Any] = {}
+    for base in type(call).__mro__[1:]:
+        method = vars(base).get("__call__")
+        if method is None or not missing - found.keys():
+            continue
+        for name, parameter in inspect.signature(method, eval_str=True).parameters.items():
+            if name in missing and name not in found and parameter.annotation is not empty:
+                found[name] = parameter.annotation
+    if not found:
+        return signature
+    return signature.replace(
+        parameters=[
+            p.replace(annotation=found[name]) if name in found else p
+            for name, p in signature.parameters.items()
+        ]
+    )
+
+
 def _analyze_callable(call: Callable[..., Any], context: _Context, *, role: str) -> DependantPlan:
     signature = _signature(call, role)
-    invocation, function = _invocation_of(call, signature, role=role)
+    invocation, function = _invocation_of(call, signature)
     values: list[ValueParam] = []
     connections: list[str] = []
     scopes: list[str] = []
@@ -427,13 +477,35 @@ def _dependency_param(
     if not callable(dependency):
         raise RouteDefinitionError(f"{where}: {type(marker).__name__}({dependency!r}) is not callable")
     plan = _analyze_callable(dependency, context, role="dependency")
+    teardown = marker.scope or "request"
+    check_teardown_order(plan, teardown, where)
     return DependencyParam(
         name=name,
         dependency=dependency,
         plan=plan,
         use_cache=marker.use_cache,
         scopes=marker.scopes if isinstance(marker, Security) else (),
+        teardown=teardown,
     )
+
+
+def check_teardown_order(plan: DependantPlan, teardown: DependencyScope, where: str) -> None:
+    """Refuse a ``"request"``-scoped context manager that uses a ``"function"``-scoped dependency.
+
+    The function-scoped one is torn down when the endpoint returns, before the
+    request-scoped one that still holds its value (FastAPI refuses the same).
+    """
+    if teardown != "request" or not plan.enters_context:
+        return
+    for dependency in plan.dependencies:
+        if dependency.teardown == "function":
+            # FastAPI's wording, then which dependency and what to do.
+            name = getattr(plan.call, "__name__", type(plan.call).__name__)
+            raise RouteDefinitionError(
+                f'The dependency "{name}" has a scope of "request", it cannot depend on dependencies with '
+                f'scope "function" ({where}: {_describe(dependency.dependency)} is torn down when the '
+                "endpoint returns, before it; give both the same scope)"
+            )
 
 
 def _value_param(

@@ -8,21 +8,26 @@ Solving runs in two phases:
    opened a resource it would then have to release.
 2. Call the dependencies depth first, in declaration order: route-level
    ``dependencies=[...]`` first, then the endpoint's own. Each result is cached
-   for the connection by ``(callable, scopes)`` unless ``use_cache=False``;
-   context managers (and async generators) are entered on the exit stack.
+   for the connection by ``(callable, scopes, teardown scope)`` unless
+   ``use_cache=False``; context managers (and generators) are entered on the
+   exit stack. Sync callables, and sync context managers' setup and teardown,
+   run in worker threads.
 
 ``dependency_exit_stack`` is that stack: it closes every entered context
-manager exactly once, in reverse order, shielded from cancellation and bounded
-in time, and throws the exception that ended the handler into each of them.
+manager exactly once, in reverse order, ``"function"``-scoped ones when the
+endpoint returns and ``"request"``-scoped ones when the request is over,
+shielded from cancellation and bounded in time, and throws the exception that
+ended the handler into each of them.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 from collections.abc import Callable, Coroutine, Hashable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, AsyncExitStack
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -37,6 +42,7 @@ from trioapi.dependencies.analysis import (
 )
 from trioapi.dependencies.converters import Invalid, error, prefixed
 from trioapi.exceptions import RequestValidationError, ValidationError, WebSocketRequestValidationError
+from trioapi.params import DependencyScope
 from trioapi.requests import HTTPConnection, Request
 from trioapi.security.oauth2 import SecurityScopes
 
@@ -53,7 +59,7 @@ async def solve_dependencies(
     plan: EndpointPlan,
     connection: HTTPConnection,
     *,
-    stack: DependencyExitStack | AsyncExitStack,
+    stack: DependencyExitStack,
     overrides: Mapping[Callable[..., Any], Callable[..., Any]],
     cache: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
@@ -79,34 +85,101 @@ async def solve_dependencies(
 class DependencyExitStack:
     """The context managers one connection's dependencies entered, and their teardown.
 
-    Use it as ``async with dependency_exit_stack(timeout) as stack``. Teardown
-    runs when the block ends however it ends: return, exception, disconnect, or
-    cancellation (server shutdown). It is shielded so the code after a
-    dependency's ``yield`` can still await (close a database session, say) while
-    the connection is being cancelled; ``timeout`` bounds it, after which what is
-    still running is cancelled and a warning logged; the teardowns not reached
-    yet still run, once each, but with ``trio.Cancelled`` thrown in, so only
-    their non-blocking cleanup (``finally``) completes. As with
-    ``contextlib.AsyncExitStack``, the exception that ended the block is thrown
-    into each context manager (code after a bare ``yield`` runs only on success:
-    use ``try``/``finally``); one may suppress an ``Exception``, never a
-    cancellation or a ``BaseException``.
+    Two parts, after FastAPI's ``Depends(scope=...)``: what ``"function"``-scoped
+    dependencies entered is closed when the block of ``function_scope()`` ends
+    (the runner wraps the endpoint call in it); what ``"request"``-scoped ones
+    entered (the default) is closed when the stack itself is closed, by
+    ``async with`` or ``aclose()``, which the runner does once the request is
+    over (the response sent, the final close frame sent). Closing the stack also
+    closes the function part if ``function_scope()`` was not used.
 
-    The underlying ``AsyncExitStack`` is made on the first context entered: most
-    WebSocket endpoints enter none, and every idle connection holds this object.
+    Each part's teardown runs however its block ended: return, exception,
+    disconnect, or cancellation (server shutdown). It is shielded so the code
+    after a dependency's ``yield`` can still await (close a database session,
+    say) while the connection is being cancelled; ``timeout`` bounds each part,
+    after which what is still running is cancelled and a warning logged; the
+    teardowns not reached yet still run, once each, but with ``trio.Cancelled``
+    thrown in, so only their non-blocking cleanup (``finally``) completes (a
+    sync one is then started in a worker thread that is not waited for). As with
+    ``contextlib.AsyncExitStack``, the exception that ended the block is thrown
+    into each context manager (code after a bare ``yield`` runs only on
+    success: use ``try``/``finally``); the request part gets the exception that
+    left the function part, if the request's own end had none. A context
+    manager may suppress an ``Exception``, never a cancellation or a
+    ``BaseException``.
+
+    The underlying ``AsyncExitStack`` of each part is made on the first context
+    entered into it: most WebSocket endpoints enter none, and every idle
+    connection holds this object.
     """
 
-    __slots__ = ("_stack", "_timeout")
+    __slots__ = ("_escaped", "_function", "_function_closed", "_request", "_timeout")
 
     def __init__(self, timeout: float = 5.0) -> None:
-        self._stack: AsyncExitStack | None = None
+        self._request: AsyncExitStack | None = None
+        self._function: AsyncExitStack | None = None
+        self._function_closed = False
+        # What left the function part (the endpoint's exception, or one its
+        # teardown raised), thrown into the request part in turn.
+        self._escaped: BaseException | None = None
         self._timeout = timeout
 
-    async def enter_async_context(self, manager: AbstractAsyncContextManager[T]) -> T:
-        """Enter ``manager`` now; it exits with the others, in reverse order."""
-        if self._stack is None:
-            self._stack = AsyncExitStack()
-        return await self._stack.enter_async_context(manager)
+    def _part(self, scope: DependencyScope) -> AsyncExitStack:
+        if scope == "function":
+            if self._function_closed:
+                raise RuntimeError("the function scope of this DependencyExitStack has already been closed")
+            if self._function is None:
+                self._function = AsyncExitStack()
+            return self._function
+        if self._request is None:
+            self._request = AsyncExitStack()
+        return self._request
+
+    async def enter_async_context(
+        self, manager: AbstractAsyncContextManager[T], *, scope: DependencyScope = "request"
+    ) -> T:
+        """Enter ``manager`` now; it exits with the others of its ``scope``, in reverse order."""
+        return await self._part(scope).enter_async_context(manager)
+
+    async def enter_context_in_thread(
+        self, make: Callable[[], AbstractContextManager[T]], *, scope: DependencyScope = "request"
+    ) -> T:
+        """Make a sync context manager with ``make()`` and enter it, both in a worker thread.
+
+        Its ``__exit__`` runs in a worker thread too, at teardown, so blocking
+        setup and teardown (opening and closing a database session) never stall
+        the event loop. As in FastAPI, the exit does not wait for a free thread
+        of the default limiter, which the dependencies' own work may hold.
+        """
+
+        def setup() -> tuple[AbstractContextManager[T], T]:
+            manager = make()
+            return manager, manager.__enter__()
+
+        # Not abandoned on cancellation: once the thread runs, we wait for it and
+        # register the exit, so a context manager that was entered is always exited.
+        manager, value = await trio.to_thread.run_sync(setup)
+        self._part(scope).push_async_exit(functools.partial(_exit_in_thread, manager))
+        return value
+
+    def function_scope(self) -> _FunctionScope:
+        """An ``async with`` block at whose end the ``"function"``-scoped part is closed."""
+        return _FunctionScope(self)
+
+    async def _close_function_part(self, exc: BaseException | None) -> bool:
+        """Close the function part (once) with ``exc``; whether it suppressed ``exc``."""
+        if self._function_closed:
+            return False
+        self._function_closed = True
+        suppressed = False
+        if self._function is not None:
+            try:
+                suppressed = await _close(self._function, exc, self._timeout)
+            except BaseException as raised:
+                self._escaped = raised
+                raise
+        self._escaped = None if suppressed else exc
+        return suppressed and isinstance(exc, Exception)
 
     async def __aenter__(self) -> DependencyExitStack:
         return self
@@ -114,15 +187,42 @@ class DependencyExitStack:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        if self._stack is None:
-            return False
-        suppressed = await _close(self._stack, exc, self._timeout)
-        return suppressed and isinstance(exc, Exception)
+        try:
+            if await self._close_function_part(exc):
+                exc = None
+        finally:
+            suppressed = False
+            thrown = exc if exc is not None else self._escaped
+            self._escaped = None  # the traceback holds frames that hold this stack
+            if self._request is not None:
+                suppressed = await _close(self._request, thrown, self._timeout)
+        return suppressed and exc is not None and isinstance(exc, Exception)
+
+    async def aclose(self) -> None:
+        """Close what is still open: the function part if need be, then the request part."""
+        await self.__aexit__(None, None, None)
+
+
+class _FunctionScope:
+    """The block of ``DependencyExitStack.function_scope()``."""
+
+    __slots__ = ("_stack",)
+
+    def __init__(self, stack: DependencyExitStack) -> None:
+        self._stack = stack
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        return await self._stack._close_function_part(exc)
 
 
 def dependency_exit_stack(timeout: float = 5.0) -> DependencyExitStack:
     # ``timeout`` budgets the teardown only, not the block; fail_after cannot express that.
-    """A ``DependencyExitStack`` whose teardown is shielded and bounded by ``timeout`` seconds."""
+    """A ``DependencyExitStack`` whose teardown is shielded and bounded by ``timeout`` seconds per scope."""
     return DependencyExitStack(timeout)
 
 
@@ -139,6 +239,32 @@ async def _close(stack: AsyncExitStack, exc: BaseException | None, budget: float
     return False
 
 
+async def _exit_in_thread(
+    manager: AbstractContextManager[Any],
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> bool:
+    """Run a sync context manager's ``__exit__`` in a worker thread; whether it suppressed ``exc``."""
+    exit_ = functools.partial(manager.__exit__, exc_type, exc, tb)
+    if trio.current_effective_deadline() <= trio.current_time():
+        # The teardown budget is spent (or the stack is being cancelled): run the
+        # exit anyway, exactly once, in a thread nobody waits for.
+        trio.lowlevel.start_thread_soon(exit_, _log_abandoned_exit)
+        return False
+    # A fresh limiter: the exit never waits for a thread of the default limiter.
+    # Abandoned if the budget runs out meanwhile; the thread still completes the exit.
+    return bool(await trio.to_thread.run_sync(exit_, abandon_on_cancel=True, limiter=trio.CapacityLimiter(1)))
+
+
+def _log_abandoned_exit(result: Any) -> None:
+    """Report how an exit nobody waits for ended (``result`` is the thread's ``outcome``)."""
+    try:
+        result.unwrap()
+    except BaseException:  # runs in the worker thread: nothing else would see it
+        logger.exception("Teardown of a sync dependency failed after its time ran out")
+
+
 class _Solver:
     """The state of solving one plan for one connection."""
 
@@ -146,7 +272,7 @@ class _Solver:
         self,
         plan: EndpointPlan,
         connection: HTTPConnection,
-        stack: DependencyExitStack | AsyncExitStack,
+        stack: DependencyExitStack,
         overrides: Mapping[Callable[..., Any], Callable[..., Any]],
         cache: dict[Any, Any],
     ) -> None:
@@ -165,7 +291,7 @@ class _Solver:
             except TypeError:  # an unhashable dependency cannot be a key of the overrides
                 replacement = None
             if replacement is not None:
-                return self.plan.plan_for_override(replacement)
+                return self.plan.plan_for_override(replacement, dependency.teardown)
         return dependency.plan
 
     def walk(self) -> Iterator[DependantPlan]:
@@ -271,28 +397,39 @@ class _Solver:
         """The value of one dependency for this connection: cached, or computed now."""
         scopes = parent_scopes + tuple(s for s in dependency.scopes if s not in parent_scopes)
         node = self.resolve(dependency)
-        key: Hashable = (node.cache_identity, tuple(sorted(scopes)))
+        # A context manager's teardown scope is part of its identity, as in FastAPI:
+        # the same generator used with both scopes is entered twice.
+        teardown = dependency.teardown if node.enters_context else None
+        key: Hashable = (node.cache_identity, tuple(sorted(scopes)), teardown)
         if dependency.use_cache and key in self.cache:
             return self.cache[key]
-        value = await self.invoke(node, await self.arguments(node, scopes))
+        value = await self.invoke(node, await self.arguments(node, scopes), dependency.teardown)
         # Stored even when this use opted out, so later cached uses share it (as FastAPI does).
         self.cache.setdefault(key, value)
         return value
 
-    async def invoke(self, node: DependantPlan, kwargs: dict[str, Any]) -> Any:
+    async def invoke(self, node: DependantPlan, kwargs: dict[str, Any], teardown: DependencyScope) -> Any:
         """Call ``node``'s callable the way the analysis decided."""
-        if node.invocation is Invocation.ASYNC:
+        invocation = node.invocation
+        if invocation is Invocation.ASYNC:
             return await node.function(**kwargs)
-        if node.invocation is Invocation.CONTEXT_MANAGER:
-            return await self.stack.enter_async_context(node.function(**kwargs))
-        result = node.function(**kwargs)
-        if isinstance(result, Coroutine):
-            result.close()
-            raise TypeError(
-                f"dependency {node.call!r} returned a coroutine but does not look like a coroutine "
-                "function; declare it 'async def' (or keep functools.wraps on its decorator)"
-            )
-        return result
+        if invocation is Invocation.CONTEXT_MANAGER:
+            return await self.stack.enter_async_context(node.function(**kwargs), scope=teardown)
+        if invocation is Invocation.SYNC_CONTEXT_MANAGER:
+            make = functools.partial(node.function, **kwargs)
+            return await self.stack.enter_context_in_thread(make, scope=teardown)
+
+        def call() -> Any:
+            result = node.function(**kwargs)
+            if isinstance(result, Coroutine):
+                result.close()
+                raise TypeError(
+                    f"dependency {node.call!r} returned a coroutine but does not look like a coroutine "
+                    "function; declare it 'async def' (or keep functools.wraps on its decorator)"
+                )
+            return result
+
+        return await trio.to_thread.run_sync(call)
 
 
 def _read_query(connection: HTTPConnection, param: ValueParam) -> Any:

@@ -1,7 +1,8 @@
 """Security schemes for HTTP and WebSocket routes, used as dependencies.
 
-Each scheme is a callable class taking the connection (``HTTPConnection``), so
-the same instance protects HTTP routes and WebSocket routes::
+Each scheme is a callable class taking the connection (``request``, an
+``HTTPConnection``), so the same instance protects HTTP routes and WebSocket
+routes::
 
     security = HTTPBearer()
 
@@ -15,7 +16,7 @@ handler runs. ``origin_allowed`` is the ``Origin`` check behind
 """
 
 from trioapi.security.api_key import APIKeyCookie, APIKeyHeader, APIKeyQuery, APIKeySubprotocol
-from trioapi.security.base import SecurityBase
+from trioapi.security.base import SecurityBase, get_authorization_scheme_param
 from trioapi.security.http import (
     HTTPAuthorizationCredentials,
     HTTPBase,
@@ -24,7 +25,13 @@ from trioapi.security.http import (
     HTTPBearer,
     HTTPDigest,
 )
-from trioapi.security.oauth2 import OAuth2PasswordBearer, SecurityScopes
+from trioapi.security.oauth2 import (
+    OAuth2,
+    OAuth2AuthorizationCodeBearer,
+    OAuth2PasswordBearer,
+    SecurityScopes,
+)
+from trioapi.security.open_id_connect_url import OpenIdConnect
 from trioapi.security.origin import origin_allowed
 
 __all__ = [
@@ -38,8 +45,12 @@ __all__ = [
     "HTTPBasicCredentials",
     "HTTPBearer",
     "HTTPDigest",
+    "OAuth2",
+    "OAuth2AuthorizationCodeBearer",
     "OAuth2PasswordBearer",
+    "OpenIdConnect",
     "SecurityBase",
     "SecurityScopes",
+    "get_authorization_scheme_param",
     "origin_allowed",
 ]

@@ -47,8 +47,7 @@ class APIKeyBase(SecurityBase):
     def check_api_key(self, api_key: str | None) -> str | None:
         """``api_key`` if present and non-empty; otherwise 401 (or ``None`` without ``auto_error``)."""
         if not api_key:
-            if self.auto_error:
-                raise self.make_not_authenticated_error()
+            self.missing_credentials()
             return None
         return api_key
 
@@ -56,25 +55,25 @@ class APIKeyBase(SecurityBase):
 class APIKeyHeader(APIKeyBase):
     """An API key in the header ``name`` (matched without regard to case)."""
 
-    async def __call__(self, connection: HTTPConnection) -> str | None:
+    async def __call__(self, request: HTTPConnection) -> str | None:
         """The key, from the header."""
-        return self.check_api_key(connection.headers.get(self.name))
+        return self.check_api_key(request.headers.get(self.name))
 
 
 class APIKeyQuery(APIKeyBase):
     """An API key in the query parameter ``name`` (``/ws?token=...``)."""
 
-    async def __call__(self, connection: HTTPConnection) -> str | None:
+    async def __call__(self, request: HTTPConnection) -> str | None:
         """The key, from the query string."""
-        return self.check_api_key(connection.query_params.get(self.name))
+        return self.check_api_key(request.query_params.get(self.name))
 
 
 class APIKeyCookie(APIKeyBase):
     """An API key in the cookie ``name``. Turn on an ``Origin`` allow-list for WebSocket routes."""
 
-    async def __call__(self, connection: HTTPConnection) -> str | None:
+    async def __call__(self, request: HTTPConnection) -> str | None:
         """The key, from the cookie."""
-        return self.check_api_key(connection.cookies.get(self.name))
+        return self.check_api_key(request.cookies.get(self.name))
 
 
 class APIKeySubprotocol(APIKeyBase):
@@ -112,9 +111,9 @@ class APIKeySubprotocol(APIKeyBase):
     ) -> None:
         super().__init__(name=name, scheme_name=scheme_name, description=description, auto_error=auto_error)
 
-    async def __call__(self, connection: HTTPConnection) -> str | None:
+    async def __call__(self, request: HTTPConnection) -> str | None:
         """The token from the first offered subprotocol that starts with the prefix."""
-        for offered in _offered_subprotocols(connection):
+        for offered in _offered_subprotocols(request):
             if offered.startswith(self.name):
                 return self.check_api_key(offered[len(self.name) :])
         return self.check_api_key(None)

@@ -1,8 +1,11 @@
 """What every security scheme shares: ``auto_error`` and how it says "not authenticated".
 
 A scheme is a callable class: an instance is used as a dependency
-(``Depends(HTTPBearer())``) and is called with the connection, an
-``HTTPConnection``, so one scheme serves HTTP routes and WebSocket routes alike.
+(``Depends(HTTPBearer())``) and is called with the connection as ``request``,
+an ``HTTPConnection``, so one scheme serves HTTP routes and WebSocket routes
+alike. As in FastAPI, a subclass may override ``__call__(self, request)`` and
+call ``await super().__call__(request=request)``; on a WebSocket route
+``request`` is the ``WebSocket``.
 """
 
 from __future__ import annotations
@@ -32,20 +35,33 @@ class SecurityBase:
         self.description = description
         self.auto_error = auto_error
 
+    def make_authenticate_headers(self) -> dict[str, str]:
+        """The headers of the 401: ``WWW-Authenticate`` with this scheme's challenge."""
+        return {"WWW-Authenticate": self.challenge}
+
     def make_not_authenticated_error(self, detail: str = "Not authenticated") -> HTTPException:
         """The 401 this scheme raises; override to change status, detail or challenge.
 
         401 with a ``WWW-Authenticate`` header is what RFC 9110 prescribes and what
-        FastAPI raises since 0.12x for every scheme (it used 403 before).
+        FastAPI raises since 0.12x for every scheme (it used 403 before); FastAPI
+        documents overriding this method to go back to 403.
         """
-        return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": self.challenge})
+        return HTTPException(status_code=401, detail=detail, headers=self.make_authenticate_headers())
+
+    def missing_credentials(self) -> None:
+        """Called when the credential is missing: raise the 401 if ``auto_error``, else return."""
+        if self.auto_error:
+            raise self.make_not_authenticated_error()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scheme_name={self.scheme_name!r}, auto_error={self.auto_error!r})"
 
 
 def get_authorization_scheme_param(authorization: str | None) -> tuple[str, str]:
-    """Split an ``Authorization`` value into ``(scheme, parameter)``; ``("", "")`` when absent."""
+    """Split an ``Authorization`` value into ``(scheme, parameter)``; ``("", "")`` when absent.
+
+    FastAPI's ``fastapi.security.utils.get_authorization_scheme_param``.
+    """
     if not authorization:
         return "", ""
     scheme, _, param = authorization.strip().partition(" ")

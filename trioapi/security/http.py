@@ -63,31 +63,27 @@ class HTTPBase(SecurityBase):
         self.scheme = scheme
         self.challenge = scheme.title()
 
-    def _credentials(self, connection: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+    def _credentials(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
         """The header split into scheme and credentials, or ``None`` when absent or incomplete."""
-        scheme, credentials = get_authorization_scheme_param(connection.headers.get("authorization"))
+        scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
         return HTTPAuthorizationCredentials(scheme, credentials) if scheme and credentials else None
 
-    def _absent(self) -> None:
-        if self.auto_error:
-            raise self.make_not_authenticated_error()
-
-    async def __call__(self, connection: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+    async def __call__(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
         """The credentials of the connection's ``Authorization`` header."""
-        found = self._credentials(connection)
+        found = self._credentials(request)
         if found is None:
-            self._absent()
+            self.missing_credentials()
         return found
 
 
 class _SchemeOnly(HTTPBase):
     """An ``HTTPBase`` that also requires the header's scheme to be its own (any case)."""
 
-    async def __call__(self, connection: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+    async def __call__(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
         """The credentials, when the header uses this scheme."""
-        found = self._credentials(connection)
+        found = self._credentials(request)
         if found is None or found.scheme.lower() != self.scheme:
-            self._absent()
+            self.missing_credentials()
             return None
         return found
 
@@ -153,11 +149,11 @@ class HTTPBasic(HTTPBase):
         self.realm = realm
         self.challenge = f'Basic realm="{realm}"' if realm else "Basic"
 
-    async def __call__(self, connection: HTTPConnection) -> HTTPBasicCredentials | None:  # type: ignore[override]
+    async def __call__(self, request: HTTPConnection) -> HTTPBasicCredentials | None:  # type: ignore[override]
         """The decoded user name and password."""
-        found = self._credentials(connection)
+        found = self._credentials(request)
         if found is None or found.scheme.lower() != "basic":
-            self._absent()
+            self.missing_credentials()
             return None
         try:
             decoded = b64decode(found.credentials, validate=True).decode("utf-8")

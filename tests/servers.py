@@ -112,11 +112,23 @@ def running_server(
     Give the port of a server stopped earlier to restart it where its clients reconnect.
     """
     port = free_port() if port is None else port
+    with running_command(command(kind, target, port, *extra), port, env=env) as server:
+        yield server
+
+
+@contextmanager
+def running_command(
+    argv: list[str], port: int, *, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """Run ``argv``, a server that listens on 127.0.0.1:``port``, from the checkout's root for the block.
+
+    ``env`` is added to this process's environment. The server is always stopped afterwards.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "server.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                command(kind, target, port, *extra),
+                argv,
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -64,6 +64,7 @@ OTHER_FENCES = {
     "ini",
     "json",
     "dockerfile",
+    "javascript",
 }
 SHELL_FENCES = {"console", "bash", "shell", "sh"}
 

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from redis_server import RedisServer, redis_server  # noqa: F401 -- the fixture
 from servers import ServerProcess, running_server
 from websockets.sync.client import connect
+
+from examples.chat import UNAVAILABLE
 
 CHROMIUM = "/usr/bin/chromium"
 # No sandbox as root; no background traffic to hosts this closed network refuses.
@@ -214,3 +217,36 @@ def test_a_refused_name_is_explained_and_not_retried(browser: Browser, screensho
         assert len(attempts) == 1
         expect(status).to_have_attribute("data-state", "refused")
         screenshots.take(page, "refused")
+
+
+def test_a_message_sent_while_redis_is_down_is_marked_undelivered_and_can_be_retried(
+    browser: Browser,
+    screenshots: Screenshots,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    env = {"BROADCAST_URL": redis_server.url}
+    with running_server("trioapi-hypercorn", "examples.chat:app", env=env) as server:
+        ann = screenshots.open(browser, "ann", chat_url(server, "ann"))
+        expect(ann.locator("#status")).to_have_text("connected")
+
+        redis_server.stop()
+        say(ann, "said during the outage")
+        failed = ann.locator("#messages li.failed")
+        expect(failed).to_contain_text(f"not delivered: {UNAVAILABLE}")
+        # The connection was not at fault, and stays open.
+        expect(ann.locator("#status")).to_have_text("connected")
+        screenshots.take(ann, "undelivered")
+
+        redis_server.start()
+        # Retry until the hub has resubscribed (with back-off): each refusal is marked again.
+        delivered = ann.locator("#messages li:not([class])", has_text="said during the outage")
+        for _ in range(15):
+            ann.locator("#messages li.failed button", has_text="Retry").last.click()
+            try:
+                expect(delivered).to_have_count(1, timeout=2_000)
+                break
+            except AssertionError:
+                continue
+        expect(delivered).to_have_text(["ann: said during the outage"])
+        screenshots.take(ann, "delivered-after-retry")
+        assert "Traceback" not in server.output

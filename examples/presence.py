@@ -83,6 +83,9 @@ class Presence:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Announce and listen while the block runs; open it inside the ``Broadcast``."""
+        # A new start (a test may run the app's lifespan many times): forget the other processes.
+        self._remote.clear()
+        self._changed = trio.Event()
         # A dropped announcement is repaired by the next heartbeat: drop rather than cut off.
         subscription = self._broadcast.subscribe(CHANNEL, max_backlog=1000, policy="drop_oldest")
         async with subscription as announcements:
@@ -167,7 +170,10 @@ class Presence:
                 # Encoded once per room; each member's copy goes through its own outbox.
                 frame = json.dumps({"type": "presence", "members": self.members(room)})
                 for websocket in self._hub.members(room):
-                    await self._hub.send_personal(websocket, frame)
+                    # Still a member after the previous send's checkpoint (send_personal would
+                    # otherwise make a connection the hub has cut off a member again).
+                    if self._hub.member(websocket) is not None:
+                        await self._hub.send_personal(websocket, frame)
             if self._ask:
                 self._ask = not await self._publish({"process": self.process, "ask": True})
             rooms, self._to_announce = self._to_announce, set()

@@ -78,8 +78,9 @@ async def chat(websocket: WebSocket, room: str, client_id: str) -> None:
     # Joining starts this connection's sender task; it leaves every room by
     # itself when the client disconnects.
     await hub.join(room, websocket)
+    await say(room, {"type": "joined", "client": client_id})
+    # Listed in the room (in every process) until the client leaves.
     with presence.entered(room, client_id):
-        await say(room, {"type": "joined", "client": client_id})
         async for text in websocket.iter_text():
             if len(text) > MAX_TEXT:
                 refusal = f"too long: at most {MAX_TEXT} characters"
@@ -89,7 +90,7 @@ async def chat(websocket: WebSocket, room: str, client_id: str) -> None:
                 refusal = UNAVAILABLE
             # Only the sender is told; the connection stays open for the next message.
             await hub.send_personal(websocket, {"type": "undelivered", "text": text, "reason": refusal})
-        await say(room, {"type": "left", "client": client_id})
+    await say(room, {"type": "left", "client": client_id})
 
 
 async def say(room: str, event: Message) -> bool:

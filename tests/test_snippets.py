@@ -19,7 +19,6 @@ from docs.snippets import embedding
 from docs.snippets.chat_test import (  # noqa: F401
     test_a_message_too_long_is_refused_to_its_sender_only,
     test_an_invalid_name_is_refused_with_1008_and_a_reason,
-    test_everyone_in_the_room_sees_who_is_there,
     test_rooms_are_separate,
     test_the_chat_page_is_served,
     test_two_people_chat_in_a_room,

@@ -94,15 +94,30 @@ def _wait_for_port(server: ServerProcess, timeout: float) -> None:
 
 @contextmanager
 def running_server(
-    kind: str, target: str, *extra: str, env: dict[str, str] | None = None
+    kind: str, target: str, *extra: str, env: dict[str, str] | None = None, port: int | None = None
 ) -> Iterator[ServerProcess]:
-    """Serve ``target`` on a free 127.0.0.1 port for the block; always stopped afterwards."""
-    port = free_port()
+    """Serve ``target`` on 127.0.0.1:``port`` (a free port by default) for the block; always stopped after.
+
+    Give the port of a server stopped earlier to restart it where its clients reconnect.
+    """
+    port = free_port() if port is None else port
+    with running_command(command(kind, target, port, *extra), port, env=env) as server:
+        yield server
+
+
+@contextmanager
+def running_command(
+    argv: list[str], port: int, *, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """Run ``argv``, a server that listens on 127.0.0.1:``port``, from the checkout's root for the block.
+
+    ``env`` is added to this process's environment. The server is always stopped afterwards.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "server.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                command(kind, target, port, *extra),
+                argv,
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,12 @@ from trioapi.security import (
 from trioapi.testing import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(path.stem for path in (ROOT / "examples").glob("*.py") if path.stem != "__init__")
+#: Every example app (a module of examples/ that defines ``app``; presence.py is a helper of chat.py).
+EXAMPLES = sorted(
+    path.stem
+    for path in (ROOT / "examples").glob("*.py")
+    if re.search(r"^app\b", path.read_text(), re.MULTILINE)
+)
 
 
 # -- an app with one of everything ----------------------------------------------------------

@@ -58,7 +58,20 @@ INCLUDE_ROOTS = ("examples/", "tests/", "docs/snippets/")
 
 PYTHON_FENCES = {"", "python", "py", "python3", "pycon", "ipython"}
 #: Fence languages allowed to hold text typed into the page (none of them Python).
-OTHER_FENCES = {"console", "bash", "shell", "sh", "toml", "nginx", "mermaid", "text", "ini", "json"}
+OTHER_FENCES = {
+    "console",
+    "bash",
+    "shell",
+    "sh",
+    "toml",
+    "nginx",
+    "mermaid",
+    "text",
+    "ini",
+    "json",
+    "dockerfile",
+    "javascript",
+}
 SHELL_FENCES = {"console", "bash", "shell", "sh"}
 
 _DIRECTIVE = re.compile(r"^::: *([\w.]+) *$")

@@ -22,7 +22,9 @@ async def test_the_other_room_gets_nothing() -> None:
             client.websocket_connect("/ws/garden/cy") as cy,
         ):
             assert await ann.receive_json() == {"type": "joined", "client": "ann"}
+            assert await ann.receive_json() == {"type": "presence", "members": ["ann"]}
             assert await cy.receive_json() == {"type": "joined", "client": "cy"}
+            assert await cy.receive_json() == {"type": "presence", "members": ["cy"]}
             await cy.send_text("anyone?")
             assert await cy.receive_json() == {"type": "message", "client": "cy", "text": "anyone?"}
             await ann.assert_no_message(within=0.1)

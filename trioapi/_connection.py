@@ -46,6 +46,7 @@ from trioapi.websockets import (
     finish_closing,
     go_away,
     going_away,
+    log_ending,
     needs_stand_in,
     read_for_idle_handler,
 )
@@ -56,7 +57,14 @@ if TYPE_CHECKING:
     from trioapi.responses import Response
     from trioapi.routing import WebSocketRoute
 
-__all__ = ["CLOSE_TIMEOUT", "ConnectionPolicy", "ConnectionRegistry", "ExceptionHandler", "serve_websocket"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "ConnectionPolicy",
+    "ConnectionRegistry",
+    "ExceptionHandler",
+    "refuse_websocket",
+    "serve_websocket",
+]
 
 logger = logging.getLogger("trioapi")
 
@@ -130,13 +138,13 @@ async def _end_with_error(policy: ConnectionPolicy, websocket: WebSocket, error:
         return False
     if isinstance(exc, HTTPException):
         if connecting:
-            logger.info("WebSocket %s: handshake denied with HTTP %s", path, exc.status_code)
+            logger.debug("WebSocket %s: handshake denied with HTTP %s", path, exc.status_code)
             await _deny_http(websocket, exc)
         else:
             await _final_close(websocket, 1008, str(exc.detail))
         return False
     if isinstance(exc, ValidationError):
-        logger.info("WebSocket %s: rejected before accept: %s", path, exc)
+        logger.info("WebSocket %s: refused before accept: %s", path, exc)
         await _final_close(websocket, 1008, exc.short_reason())
         return False
     if isinstance(exc, WebSocketException):
@@ -174,6 +182,7 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
     Never lets an error escape to the server; the one exception is the test
     client asking for server errors to be re-raised.
     """
+    started = trio.current_time()
     session = Session(websocket)
     policy.registry.add(session)
     bug: BaseException | None = None
@@ -242,8 +251,15 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
     finally:
         await stack.aclose()  # already done unless the server cancelled us: then it runs here
         policy.registry.discard(session)
+        log_ending(websocket, trio.current_time() - started)
     if bug is not None:
         raise bug
+
+
+async def refuse_websocket(websocket: WebSocket, status: int) -> None:
+    """Refuse a handshake no route will serve (unknown path, Origin not allowed), with an empty body."""
+    await websocket.deny(status, [(b"content-length", b"0")])
+    log_ending(websocket, 0.0)
 
 
 class ConnectionRegistry:

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import attrs
 import trio
 
+from trioapi import _access
 from trioapi._connection import (
     ConnectionPolicy,
     ConnectionRegistry,
     ExceptionHandler,
     raises_into_tests,
+    refuse_websocket,
     serve_websocket,
 )
 from trioapi._errors import is_cancellation, single_error
@@ -30,7 +32,7 @@ from trioapi.server._process import adopt_worker_process, connection_closed
 from trioapi.websockets import WebSocket
 
 if TYPE_CHECKING:
-    from trioapi._types import Receive, Scope, Send
+    from trioapi._types import Message, Receive, Scope, Send
     from trioapi.params import Depends
 
 __all__ = ["TrioAPI"]
@@ -256,19 +258,33 @@ class TrioAPI(APIRouter):
         scope["app"] = self
         route, child, _ = self.match(scope)
         if route is None:
-            logger.info("WebSocket %s: no route, handshake refused with 404", scope["path"])
-            return websocket.deny(404, [(b"content-length", b"0")])
+            return refuse_websocket(websocket, 404)
         assert isinstance(route, WebSocketRoute)
         scope.update(child)
         websocket.max_message_size = self.max_message_size
         allowed = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
         if allowed is not None and not origin_allowed(websocket.headers, allowed):
             logger.info("WebSocket %s: Origin %r not allowed", scope["path"], websocket.headers.get("origin"))
-            return websocket.deny(403, [(b"content-length", b"0")])
+            return refuse_websocket(websocket, 403)
         # serve_websocket uses only what every WebSocketRoute has (plan, endpoint).
         return serve_websocket(self._policy, route, websocket)
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = trio.current_time()
+        status = 0
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._answer_http(scope, receive, send_and_note)
+        finally:
+            _access.http_request(scope, status, trio.current_time() - started)
+
+    async def _answer_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, child, partial = self.match(scope)
         if route is None:
             status = 405 if partial else 404

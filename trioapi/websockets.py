@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import trio
 
+from trioapi import _access
 from trioapi import messages as _messages
 from trioapi.exceptions import WebSocketException
 from trioapi.requests import HTTPConnection
@@ -216,8 +217,15 @@ class WebSocket(HTTPConnection):
         # parking lot where readers wait their turn and the stand-in's cancel scope.
         # The last three are made on first need: most connections never need them.
         self._reader = _NOBODY
-        self._receives = 0
-        self._receives_seen = -1
+        self._receives = 0  # receive_* calls: the registry's idle check, the stand-in's stepping aside
+        self._receives_seen = -1  # what the idle check saw last time
+        self._messages_in = 0  # messages the handler got, and ...
+        self._messages_out = 0  # ... sent: for the connection's log line
+        # Who ended the conversation first: "client", "app" or "server"; and the status
+        # of a refused handshake.
+        self._closed_by: str | None = None
+        self._refused: int | None = None
+        self._accepted = False
         self._pending: deque[str | bytes] | None = None
         self._lot: trio.lowlevel.ParkingLot | None = None
         self._stand_in: trio.CancelScope | None = None
@@ -263,6 +271,8 @@ class WebSocket(HTTPConnection):
         self.accepted_subprotocol = subprotocol
         self.application_state = WebSocketState.CONNECTED
         self.client_state = WebSocketState.CONNECTED
+        self._accepted = True
+        _access.websocket_accepted(self.scope, subprotocol)
 
     # -- receiving -----------------------------------------------------------
 
@@ -283,6 +293,8 @@ class WebSocket(HTTPConnection):
     def _on_peer_closed(self, exc: PeerClosed) -> None:
         if self._peer_close is None:
             self._peer_close = (exc.code, exc.reason)
+            if self._closed_by is None:
+                self._closed_by = "client"
         self.client_state = WebSocketState.DISCONNECTED
         if self.application_state is WebSocketState.CONNECTED:
             # Nothing more can be sent; a close frame would only be refused.
@@ -351,6 +363,7 @@ class WebSocket(HTTPConnection):
                 self._stand_in.cancel()  # the handler is back: the stand-in steps aside
             # Another reader has the transport: wait for its message or its leaving.
             await self._parking_lot().park()
+        self._messages_in += 1
         if self.max_message_size is not None and len(message) > self.max_message_size:
             raise MessageTooBig(len(message), self.max_message_size)
         return message
@@ -558,6 +571,7 @@ class WebSocket(HTTPConnection):
         assert self._denial is not None
         status, headers, body = self._denial
         self._denial = None
+        self._refused = status
         try:
             await self._transport.deny(status, headers, bytes(body))
         except PeerClosed as exc:  # the client left before hearing no: nothing to refuse
@@ -580,6 +594,7 @@ class WebSocket(HTTPConnection):
         except PeerClosed as exc:
             self._on_peer_closed(exc)
             raise self._disconnect() from None
+        self._messages_out += 1
 
     async def send_text(self, data: str) -> None:
         """Send ``data`` as a text frame."""
@@ -614,6 +629,10 @@ class WebSocket(HTTPConnection):
             return
         self.application_state = WebSocketState.DISCONNECTED
         self._local_close = (code, truncate_reason(reason))
+        if self._closed_by is None:
+            self._closed_by = "app"
+        if state is WebSocketState.CONNECTING:
+            self._refused = 403  # what a close before accept is on the wire
         try:
             await self._transport.close(*self._local_close)
         except PeerClosed as exc:
@@ -733,6 +752,8 @@ class WebSocket(HTTPConnection):
     def _go_away(self, code: int) -> None:
         if self._going_away is None:
             self._going_away = code
+            if self._closed_by is None:
+                self._closed_by = "server"
             if self._lot:
                 self._lot.unpark_all()
 
@@ -841,4 +862,26 @@ def write_now(websocket: WebSocket, message: str | bytes) -> bool:
     """Send ``message`` without waiting if the transport can (``writes_now``); ``False`` if not sent."""
     if websocket.application_state is not WebSocketState.CONNECTED or websocket._going_away is not None:
         return False
-    return websocket._transport.write_now(message)
+    if websocket._transport.write_now(message):
+        websocket._messages_out += 1
+        return True
+    return False
+
+
+def log_ending(websocket: WebSocket, duration: float) -> None:
+    """Write the access log's line for a connection that has ended: closed, or refused."""
+    if websocket._refused is not None:
+        _access.websocket_refused(websocket.scope, websocket._refused)
+        return
+    if not websocket._accepted:
+        return  # neither accepted nor refused: the client left during the handshake
+    by = websocket._closed_by or "app"
+    if by == "client" and websocket._peer_close is not None:
+        code = websocket._peer_close[0]
+    elif by == "server" and websocket._going_away is not None:
+        code = websocket._going_away
+    else:
+        code = (websocket._local_close or (1000, ""))[0]
+    _access.websocket_closed(
+        websocket.scope, code, by, duration, websocket._messages_in, websocket._messages_out
+    )

@@ -40,6 +40,7 @@ PUBLIC_MODULES = [
     "trioapi.security",
     "trioapi.requests",
     "trioapi.responses",
+    "trioapi.encoders",
     "trioapi.staticfiles",
     "trioapi.endpoints",
     "trioapi.datastructures",

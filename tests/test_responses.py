@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import decimal
+import enum
 import os
+import uuid
 from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 
+import attrs
 import pytest
 
 from trioapi import TrioAPI
+from trioapi.encoders import jsonable_encoder
 from trioapi.responses import FileResponse, PlainTextResponse, RedirectResponse
 from trioapi.testing import TestClient
 
@@ -134,3 +141,45 @@ def test_delete_cookie_expires_it_now() -> None:
 def test_an_unknown_samesite_is_refused() -> None:
     with pytest.raises(ValueError, match="samesite"):
         PlainTextResponse("ok").set_cookie("a", "1", samesite="sometimes")  # type: ignore[arg-type]
+
+
+async def test_an_endpoint_may_return_attrs_dataclass_and_other_json_unfriendly_values() -> None:
+    @attrs.frozen
+    class Member:
+        name: str
+        joined: dt.datetime
+
+    @dataclasses.dataclass
+    class Room:
+        id: uuid.UUID
+        members: list[Member]
+        tags: frozenset[str]
+        fee: decimal.Decimal
+
+    app = TrioAPI()
+
+    @app.get("/room")
+    async def room() -> Room:
+        when = dt.datetime(2026, 12, 5, 10, 30, tzinfo=dt.UTC)
+        return Room(uuid.UUID(int=7), [Member("ann", when)], frozenset({"quiet"}), decimal.Decimal("2.50"))
+
+    async with TestClient(app) as client:
+        response = await client.get("/room")
+    assert response.json() == {
+        "id": "00000000-0000-0000-0000-000000000007",
+        "members": [{"name": "ann", "joined": "2026-12-05T10:30:00+00:00"}],
+        "tags": ["quiet"],
+        "fee": 2.5,
+    }
+
+
+def test_jsonable_encoder_turns_values_into_json_ready_data() -> None:
+    class Colour(enum.Enum):
+        RED = "red"
+
+    assert jsonable_encoder({1: (Colour.RED, dt.date(2026, 1, 2)), "t": dt.timedelta(seconds=90)}) == {
+        "1": ["red", "2026-01-02"],
+        "t": 90.0,
+    }
+    with pytest.raises(TypeError, match="is not JSON serializable"):
+        jsonable_encoder(object())

@@ -14,6 +14,7 @@ import pytest
 from trioapi import TrioAPI, WebSocket
 from trioapi.responses import FileResponse
 from trioapi.testing import TestClient, WebSocketRejected
+from trioapi.websockets import WebSocketDisconnected
 
 
 async def test_receive_gives_connect_then_messages_of_both_kinds_then_one_disconnect() -> None:
@@ -187,3 +188,27 @@ async def test_a_file_response_can_refuse_the_handshake(tmp_path: Path) -> None:
     assert rejected.value.status_code == 403
     assert rejected.value.body == page.read_bytes()
     assert rejected.value.headers["content-type"].startswith("text/plain")
+
+
+async def test_misuse_of_the_state_raises_starlettes_websocket_disconnected() -> None:
+    app = TrioAPI()
+    raised: list[type[BaseException]] = []
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        for misuse in (websocket.receive_text, websocket.receive_json):
+            try:
+                await misuse()
+            except WebSocketDisconnected:
+                raised.append(WebSocketDisconnected)
+        await websocket.accept()
+        await websocket.close()
+        try:
+            await websocket.send_text("too late")
+        except WebSocketDisconnected as exc:
+            assert isinstance(exc, RuntimeError)  # a bug in the handler, as in Starlette
+            raised.append(WebSocketDisconnected)
+
+    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        await ws.wait_closed()
+    assert raised == [WebSocketDisconnected] * 3

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import trio
 
 from trioapi._types import Receive, Scope, Send
+from trioapi.encoders import json_default
 
 __all__ = [
     "FileResponse",
@@ -157,7 +158,9 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         """Serialize ``content`` as JSON."""
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False, default=json_default).encode(
+            "utf-8"
+        )
 
 
 class RedirectResponse(Response):

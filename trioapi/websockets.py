@@ -55,6 +55,7 @@ __all__ = [
     "UnexpectedMessageType",
     "WebSocket",
     "WebSocketDisconnect",
+    "WebSocketDisconnected",
     "WebSocketState",
 ]
 
@@ -96,6 +97,15 @@ class WebSocketDisconnect(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+class WebSocketDisconnected(RuntimeError):
+    """A WebSocket was used where its state does not allow it: receiving before ``accept``,
+    sending after the application's ``close``, ``receive()`` after its disconnect message.
+
+    A ``RuntimeError``, as in Starlette: a bug in the handler, not the peer's doing
+    (the peer leaving is ``WebSocketDisconnect``).
+    """
 
 
 class UnexpectedMessageType(WebSocketException, TypeError):
@@ -281,11 +291,14 @@ class WebSocket(HTTPConnection):
         if state is not WebSocketState.CONNECTED or self._going_away is not None:
             if self._peer_close is None and self._going_away is None:
                 if state is WebSocketState.CONNECTING:
-                    raise RuntimeError(
-                        'Cannot receive before the handshake: call "await websocket.accept()" first'
+                    raise WebSocketDisconnected(
+                        'WebSocket is not connected. Need to call "accept" first: '
+                        'call "await websocket.accept()" before receiving'
                     )
                 if state is WebSocketState.RESPONSE:
-                    raise RuntimeError("Cannot receive: the handshake was refused with an HTTP response")
+                    raise WebSocketDisconnected(
+                        "WebSocket is not connected: the handshake was refused with an HTTP response"
+                    )
             # The peer left, the server is going away, or the application closed
             # (perhaps from another task, a hub dropping a slow member).
             raise self._disconnect()
@@ -508,10 +521,11 @@ class WebSocket(HTTPConnection):
                 'Cannot call "receive" here: the handshake was refused or closed before it was accepted'
             )
         if self._disconnect_reported:
-            raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
+            raise WebSocketDisconnected('Cannot call "receive" once a disconnect message has been received.')
         if self.application_state is WebSocketState.CONNECTING:
-            raise RuntimeError(
-                'Cannot receive a message before the handshake: call "await websocket.accept()"'
+            raise WebSocketDisconnected(
+                'WebSocket is not connected. Need to call "accept" first: '
+                'call "await websocket.accept()" before receiving a message'
             )
         try:
             message = await self._next_message()
@@ -565,7 +579,7 @@ class WebSocket(HTTPConnection):
             if not message.get("more_body", False):
                 await self._send_denial()
         else:
-            raise RuntimeError('Cannot call "send" once a close message has been sent.')
+            raise WebSocketDisconnected('Cannot call "send" once a close message has been sent.')
 
     async def _send_denial(self) -> None:
         assert self._denial is not None
@@ -585,7 +599,10 @@ class WebSocket(HTTPConnection):
                 raise self._disconnect()
             if self.application_state is WebSocketState.CONNECTING:
                 raise RuntimeError('Cannot send before the handshake: call "await websocket.accept()" first')
-            raise RuntimeError("Cannot send: this WebSocket was already closed by the application")
+            raise WebSocketDisconnected(
+                'Cannot call "send" once a close message has been sent: this WebSocket was '
+                "already closed by the application"
+            )
 
     async def _send(self, message: str | bytes) -> None:
         self._check_can_send()

@@ -315,7 +315,21 @@ def _invocation_of(
 
 def _signature(call: Callable[..., Any], role: str) -> inspect.Signature:
     try:
-        return _with_inherited_annotations(call, inspect.signature(call, eval_str=True))
+        try:
+            signature = inspect.signature(call, eval_str=True)
+        except NameError:
+            # Only the parameters matter here: a return annotation that names a local
+            # class (an endpoint returning a model defined in a test, say) stays unresolved.
+            signature = inspect.signature(call, eval_str=False)
+            globals_ = getattr(inspect.unwrap(call), "__globals__", {})
+            signature = signature.replace(
+                parameters=[
+                    p.replace(annotation=eval(p.annotation, globals_)) if isinstance(p.annotation, str) else p
+                    for p in signature.parameters.values()
+                ],
+                return_annotation=inspect.Signature.empty,
+            )
+        return _with_inherited_annotations(call, signature)
     except NameError as exc:
         raise RouteDefinitionError(
             f"cannot resolve the annotations of {role} {_describe(call)}: {exc}. Define the types it "

@@ -24,6 +24,7 @@ from docs.snippets.chat_test import (  # noqa: F401
     test_two_people_chat_in_a_room,
 )
 from docs.snippets.client import talk
+from docs.snippets.push_feed import test_a_push_loop_ends_when_its_client_leaves  # noqa: F401
 from docs.snippets.testing_clock import (  # noqa: F401
     test_a_bug_in_the_app_fails_the_test,
     test_three_minutes_pass_instantly,

@@ -4,8 +4,8 @@ Define an ``app`` fixture in your tests, then ask for:
 
 - ``client``: an in-memory ``TestClient`` with the lifespan running;
 - ``live_server``: the app served on an ephemeral 127.0.0.1 port in the test's
-  nursery (with the limits of the ``live_server_config`` fixture), once on
-  hypercorn and once on the native transport (narrow it with
+  nursery (with the limits of the ``live_server_config`` fixture), once on each
+  server: hypercorn, trio-websocket and the native engine (narrow it with
   ``@pytest.mark.parametrize("live_server", ["native"], indirect=True)``), so a
   test can connect with trio-websocket's own client to ``live_server.ws_url("/ws")``.
 
@@ -30,7 +30,7 @@ __all__ = ["LiveServer", "client", "live_server", "live_server_config"]
 
 @attrs.frozen
 class LiveServer:
-    """A running server: its ``kind`` ("hypercorn" or "native"), host and port."""
+    """A running server: its ``kind`` ("hypercorn", "trio-websocket" or "native"), host and port."""
 
     kind: str
     host: str
@@ -42,7 +42,7 @@ class LiveServer:
         return f"ws://{self.host}:{self.port}{path}"
 
     def http_url(self, path: str = "/") -> str:
-        """``http://host:port/path`` (hypercorn only: the native transport answers 426)."""
+        """``http://host:port/path`` (hypercorn only: trio-websocket and native answer 426)."""
         return f"http://{self.host}:{self.port}{path}"
 
     def stop(self) -> None:
@@ -63,7 +63,7 @@ def live_server_config() -> ServerConfig:
     return ServerConfig(graceful_timeout=2.0)
 
 
-@pytest.fixture(params=["hypercorn", "native"])
+@pytest.fixture(params=["hypercorn", "trio-websocket", "native"])
 async def live_server(
     app: Any, live_server_config: ServerConfig, request: pytest.FixtureRequest, nursery: trio.Nursery
 ) -> AsyncIterator[LiveServer]:

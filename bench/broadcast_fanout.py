@@ -245,6 +245,16 @@ SERVERS = {
         "run",
         "bench.broadcast_fanout:app",
         "--server",
+        "native",
+        "--port",
+        "{port}",
+    ],
+    "trio-websocket": [
+        "-m",
+        "trioapi",
+        "run",
+        "bench.broadcast_fanout:app",
+        "--server",
         "trio-websocket",
         "--port",
         "{port}",
@@ -288,7 +298,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--backends", default="memory,redis")
     parser.add_argument(
-        "--servers", default="hypercorn,native", help="hypercorn (ASGI) and/or native (trio-websocket)"
+        "--servers",
+        default="hypercorn,native",
+        help="any of hypercorn (ASGI), native (trioapi's engine), trio-websocket",
     )
     args = parser.parse_args()
     os.chdir(ROOT)

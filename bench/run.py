@@ -109,7 +109,7 @@ def _trioapi_app() -> tuple[bool, str]:
     return _importable("trioapi", "bench.servers.trioapi_echo")
 
 
-def _trioapi_native() -> tuple[bool, str]:
+def _trioapi_run() -> tuple[bool, str]:
     ok, why = _trioapi_app()
     if not ok:
         return ok, why
@@ -182,10 +182,31 @@ SERVERS: list[Server] = [
             "--log-level",
             "warning",
         ],
-        _trioapi_native,
+        _trioapi_run,
         hub_path="/broadcast-hub",
         json_path="/json",
         typed_path="/typed",
+    ),
+    Server(
+        "trioapi-trio-websocket",
+        "trioapi on trio-websocket",
+        lambda port: [
+            PYTHON,
+            "-m",
+            "trioapi",
+            "run",
+            "bench.servers.trioapi_echo:app",
+            "--server",
+            "trio-websocket",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        _trioapi_run,
+        hub_path="/broadcast-hub",
     ),
     Server(
         "fastapi-hypercorn",
@@ -300,6 +321,15 @@ PAIRS: list[Pair] = [
         "trio-websocket",
         _same(*RATE_SCENARIOS),
         "≥ 1.0",
+    ),
+    Pair(
+        "trio-websocket",
+        "trioapi on trio-websocket / raw trio-websocket",
+        "trioapi-trio-websocket",
+        "trio-websocket",
+        _same(*RATE_SCENARIOS),
+        "≥ 0.9",
+        untargeted=("bcast50", "bcast1000"),
     ),
     Pair(
         "uvicorn",

@@ -43,12 +43,14 @@ from trioapi.websockets import (
     WebSocketDisconnect,
     WebSocketState,
     attach_nursery,
+    closed_by_application,
     finish_closing,
     go_away,
     going_away,
     log_ending,
     needs_stand_in,
     read_for_idle_handler,
+    still_open,
 )
 
 if TYPE_CHECKING:
@@ -117,8 +119,9 @@ class Session:
 
 async def _final_close(websocket: WebSocket, code: int, reason: str = "") -> None:
     """Send the close frame that ends a session (or finish a refusal), shielded and bounded in time."""
-    with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-        await websocket.close(code, reason)
+    if still_open(websocket):  # most sessions end closed already: no cancel scope to enter for them
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await websocket.close(code, reason)
 
 
 async def _deny_http(websocket: WebSocket, exc: HTTPException) -> None:
@@ -204,7 +207,8 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
                     async with trio.open_nursery() as session.nursery:
                         attach_nursery(websocket, session.nursery)
                         await route.endpoint(**values)
-                        session.cancel()  # the handler is done: so are its tasks
+                        if session.nursery.child_tasks:  # (a cancel costs, and most handlers start none)
+                            session.cancel()  # the handler is done: so are its tasks
                 except BaseExceptionGroup as group:
                     # The handler's (or a task's) one error, as the dependencies and the
                     # error contract expect it, not in the nursery's group of one.
@@ -241,13 +245,15 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
             if bug is None and raises_into_tests(websocket.scope):
                 bug = error
         # Our close frame is out: the peer's answer ends the conversation (RFC 6455 7.1.1).
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            try:
-                await finish_closing(websocket)
-            except Exception:
-                # The session is over; a server that fails a receive after our close
-                # has nothing more to tell the app.
-                logger.debug("WebSocket %s: no close answer", websocket.scope.get("path", "?"), exc_info=True)
+        if closed_by_application(websocket):
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                try:
+                    await finish_closing(websocket)
+                except Exception:
+                    # The session is over; a server that fails a receive after our close
+                    # has nothing more to tell the app.
+                    path = websocket.scope.get("path", "?")
+                    logger.debug("WebSocket %s: no close answer", path, exc_info=True)
     finally:
         await stack.aclose()  # already done unless the server cancelled us: then it runs here
         policy.registry.discard(session)

@@ -816,6 +816,16 @@ def going_away(websocket: WebSocket) -> int | None:
     return websocket._going_away
 
 
+def still_open(websocket: WebSocket) -> bool:
+    """Whether ``close`` would still send something: a close frame, a refusal, or a started denial."""
+    state = websocket.application_state
+    return (
+        state is WebSocketState.CONNECTED
+        or state is WebSocketState.CONNECTING
+        or websocket._denial is not None
+    )
+
+
 def closed_by_application(websocket: WebSocket) -> bool:
     """Whether the application sent a close frame the peer has not answered yet."""
     return websocket._local_close is not None and websocket.client_state is WebSocketState.CONNECTED

@@ -33,7 +33,13 @@ sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402  (bench/run.py, after the path is set)
 
-TARGETS = ["asgi-hypercorn", "trioapi-hypercorn", "trio-websocket", "trioapi-native"]
+TARGETS = [
+    "asgi-hypercorn",
+    "trioapi-hypercorn",
+    "trio-websocket",
+    "trioapi-native",
+    "trioapi-trio-websocket",
+]
 
 
 async def serve_target(target: str, port: int, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -56,7 +62,8 @@ async def serve_target(target: str, port: int, task_status: Any = trio.TASK_STAT
         import trioapi
         from bench.servers.trioapi_echo import app
 
-        await trioapi.serve(app, host=bench.HOST, port=port, server="native", task_status=task_status)
+        kind = "trio-websocket" if target == "trioapi-trio-websocket" else "native"
+        await trioapi.serve(app, host=bench.HOST, port=port, server=kind, task_status=task_status)
 
 
 def type_counts() -> collections.Counter[str]:

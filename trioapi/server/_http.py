@@ -9,13 +9,14 @@ built from every request header.
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 from urllib.parse import unquote
 
 from trioapi._types import Scope
 from trioapi.server._listen import Address
-from trioapi.transports.native import header_lines, recv, send_plain
+from trioapi.transports.native import recv, send_plain
 
 __all__ = [
     "HEAD_TOO_LARGE",
@@ -49,9 +50,13 @@ UPGRADE_REQUIRED = plain_response(
 HEAD_TOO_LARGE = plain_response(431, "Request Header Fields Too Large", b"Request head too large\n")
 
 
+#: An ``Upgrade`` header line naming ``websocket``, in a lowercased request head.
+_UPGRADE_TO_WEBSOCKET = re.compile(rb"\r\nupgrade[ \t]*:[^\r\n]*websocket")
+
+
 def is_upgrade(head: bytes) -> bool:
-    """Whether a request head asks for a WebSocket (``Upgrade: websocket``)."""
-    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in header_lines(head))
+    """Whether a request head asks for a WebSocket (``Upgrade: websocket``): one search, no parsing."""
+    return _UPGRADE_TO_WEBSOCKET.search(head.lower()) is not None
 
 
 async def read_request_head(raw: socket.socket, buffer_size: int) -> tuple[bytes, bytes] | None:

@@ -129,7 +129,8 @@ async def _serve_socket(
                 local,
             )
             await _serve_request(app, request, scope, heartbeat, stream)
-            nursery.cancel_scope.cancel()  # the conversation is over: stop the reader
+            if nursery.child_tasks:  # usually the reader has ended with the close already
+                nursery.cancel_scope.cancel()  # the conversation is over: stop the reader
     except Exception as error:
         if _dropped(error):
             logger.debug("Connection dropped: %r", error)

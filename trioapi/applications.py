@@ -359,10 +359,12 @@ class TrioAPI(APIRouter):
                 raise  # the server is being cancelled from outside: not a lifespan failure
             exc = single_error(group)
             failure = f"{type(exc).__name__}: {exc}"
-            logger.error(
-                "Lifespan %s failed: %s", "shutdown" if started else "startup", failure, exc_info=exc
-            )
             phase = "shutdown" if started else "startup"
+            if isinstance(exc, OSError):  # a broker or a database out of reach: no bug to trace
+                logger.error("Lifespan %s failed: %s", phase, failure)
+                logger.debug("Lifespan %s failure", phase, exc_info=exc)
+            else:
+                logger.error("Lifespan %s failed: %s", phase, failure, exc_info=exc)
             await send({"type": f"lifespan.{phase}.failed", "message": failure})
             if not isinstance(group, Exception):
                 raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import os
 import signal
@@ -23,11 +24,15 @@ from typing import Any
 
 import trio
 
+from trioapi import __version__
 from trioapi._errors import single_error
 from trioapi.exceptions import LifespanError
 from trioapi.server import ServerConfig, ServerKind, serve
+from trioapi.server._logging import WORKER_ENV, WORKERS_ENV, configure_logging
 
 __all__ = ["load_app", "main"]
+
+logger = logging.getLogger("trioapi")
 
 SERVERS: tuple[ServerKind, ...] = ("hypercorn", "native", "trio-websocket")
 
@@ -44,49 +49,130 @@ def load_app(target: str) -> Any:
     except ImportError as exc:
         raise SystemExit(f"trioapi: cannot import {module_name!r}: {exc}") from exc
     try:
-        return getattr(module, attribute)
+        app = getattr(module, attribute)
     except AttributeError:
         raise SystemExit(f"trioapi: module {module_name!r} has no attribute {attribute!r}") from None
+    if not _is_asgi_app(app):
+        raise SystemExit(
+            f"trioapi: {target} is not an ASGI app: it is {type(app).__name__} {app!r:.60}; "
+            "point at your TrioAPI() object, as in module:app"
+        )
+    return app
+
+
+def _is_asgi_app(app: Any) -> bool:
+    """An ``async def app(scope, receive, send)``, or an object whose ``__call__`` is one."""
+    if inspect.isfunction(app) or inspect.ismethod(app):
+        return inspect.iscoroutinefunction(app)
+    return callable(app) and inspect.iscoroutinefunction(type(app).__call__)
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    parts = ", ".join(f"{name} {version(name)}" for name in ("trio", "hypercorn", "trio-websocket"))
+    return f"trioapi {__version__} ({parts}; Python {sys.version.split()[0]})"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trioapi", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="trioapi",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="serve an app")
-    run.add_argument("app", help="the app to serve, as module:attribute")
-    run.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    run.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)")
-    run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    run.add_argument(
+    run = commands.add_parser(
+        "run",
+        help="serve an app",
+        description="Serve an app (module:attribute) until Ctrl-C or SIGTERM; open WebSockets get 1001.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("app", help="the app to serve, as module:attribute (the current folder is importable)")
+    run.add_argument("--version", action="version", version=_version())
+    where = run.add_argument_group("where")
+    where.add_argument("--host", default="127.0.0.1", help="the interface to listen on (default: 127.0.0.1)")
+    where.add_argument(
+        "--port", type=int, default=8000, help="the port to listen on; 0 picks a free one (default: 8000)"
+    )
+    how = run.add_argument_group("how")
+    how.add_argument(
         "--server",
         choices=SERVERS,
         default="hypercorn",
-        help="hypercorn (HTTP and WebSocket routes), native (trioapi's own engine, WebSockets only) "
-        "or trio-websocket (WebSockets only) (default hypercorn)",
+        help="hypercorn serves HTTP and WebSocket routes; native (trioapi's own engine, the fastest) "
+        "and trio-websocket serve WebSocket routes only (default: hypercorn)",
+    )
+    how.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the socket; one that dies is restarted (default: 1)",
     )
     defaults = ServerConfig()
-    run.add_argument(
-        "--ping-interval", type=float, default=defaults.ping_interval, help="keepalive ping seconds"
+    limits = run.add_argument_group("limits")
+    limits.add_argument(
+        "--ping-interval",
+        type=float,
+        default=defaults.ping_interval,
+        help="seconds between keepalive pings; 0 turns them off (default: 20)",
     )
-    run.add_argument(
-        "--idle-timeout", type=float, default=defaults.idle_timeout, help="drop silent peers after"
+    limits.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        help="with pings on, drop a peer silent for this many seconds; 0 turns it off (default: 60)",
     )
-    run.add_argument(
-        "--max-message-size", type=int, default=defaults.max_message_size, help="close 1009 above"
+    limits.add_argument(
+        "--max-message-size",
+        type=int,
+        default=defaults.max_message_size,
+        help="close with 1009 when a message is longer than this many bytes (default: 1048576, 1 MiB)",
     )
-    run.add_argument(
-        "--graceful-timeout", type=float, default=defaults.graceful_timeout, help="shutdown grace"
+    limits.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=defaults.graceful_timeout,
+        help="seconds handlers get after their 1001 on shutdown before they are cancelled (default: 5)",
     )
-    run.add_argument(
-        "--handshake-timeout", type=float, default=defaults.handshake_timeout, help="handshake deadline"
+    limits.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=defaults.handshake_timeout,
+        help="seconds a client gets to complete its handshake (default: 10)",
     )
-    run.add_argument(
+    limits.add_argument(
         "--no-tune-gc",
         dest="tune_gc",
         action="store_false",
-        help="leave the garbage collector's settings alone",
+        help="leave the garbage collector's settings alone (default: tuned for a server)",
     )
-    run.add_argument("--log-level", default="info", help="logging level (default info)")
+    logs = run.add_argument_group("logs")
+    logs.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="the level of trioapi's and hypercorn's lines (default: info)",
+    )
+    logs.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="text for people, json for log shippers: one object per line (default: text)",
+    )
+    logs.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a line per WebSocket accepted, closed or refused, and per HTTP request (default: on)",
+    )
+    logs.add_argument(
+        "--log-config",
+        metavar="FILE",
+        default=None,
+        help="a logging.config dictionary (JSON, or YAML with PyYAML) that replaces the options "
+        "above (default: none)",
+    )
     run.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's inherited socket
     _add_asyncapi_parser(commands)
     return parser
@@ -137,12 +223,15 @@ async def _serve_and_announce(app: Any, args: argparse.Namespace, sock: socket.s
 
             nursery.start_soon(stop_on_signals)
             port = await nursery.start(serve_then_stop_listening)
-            if sock is None:
-                scheme = "http" if args.server == "hypercorn" else "ws"
-                print(
-                    f"trioapi: serving {args.app} on {scheme}://{args.host}:{port} (Ctrl-C to stop)",
-                    flush=True,
-                )
+            if sock is None:  # a worker of --workers: the supervisor said it already
+                logger.info("%s", _banner(args, port))
+
+
+def _banner(args: argparse.Namespace, port: int) -> str:
+    """The one line that says where the app is served."""
+    scheme = "http" if args.server == "hypercorn" else "ws"
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    return f"serving {args.app} on {scheme}://{args.host}:{port} ({args.server}{workers}; Ctrl-C to stop)"
 
 
 def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -154,13 +243,15 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
     sock.set_inheritable(True)
     port = sock.getsockname()[1]
     child_argv = [sys.executable, "-m", "trioapi", *argv, "--workers", "1", "--fd", str(sock.fileno())]
-    workers = [subprocess.Popen(child_argv, pass_fds=[sock.fileno()]) for _ in range(args.workers)]
-    scheme = "http" if args.server == "hypercorn" else "ws"
-    print(
-        f"trioapi: serving {args.app} on {scheme}://{args.host}:{port} with {args.workers} workers "
-        "(Ctrl-C to stop)",
-        flush=True,
-    )
+    workers = [
+        subprocess.Popen(
+            child_argv,
+            pass_fds=[sock.fileno()],
+            env={**os.environ, WORKER_ENV: str(number), WORKERS_ENV: str(args.workers)},
+        )
+        for number in range(1, args.workers + 1)
+    ]
+    logger.info("%s", _banner(args, port))
     signalled = False
     told: set[int] = set()
 
@@ -202,17 +293,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "asyncapi":
         return _write_asyncapi(args)
-    # trioapi's own loggers only: hypercorn has its handlers already, and a root
-    # handler would print each of its lines twice.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    trioapi_logger = logging.getLogger("trioapi")
-    trioapi_logger.addHandler(handler)
-    trioapi_logger.setLevel(args.log_level.upper())
     if args.workers < 1:
         raise SystemExit("trioapi: --workers must be at least 1")
+    configure_logging(
+        args.log_level, args.log_format, access_log=args.access_log, config_file=args.log_config
+    )
     if args.workers > 1:
-        return _supervise(args, [a for a in argv])
+        try:
+            return _supervise(args, [a for a in argv])
+        except OSError as exc:
+            raise SystemExit(f"trioapi: cannot serve on {args.host}:{args.port}: {exc}") from None
     app = load_app(args.app)
     sock = None if args.fd is None else socket.socket(fileno=args.fd)
     try:

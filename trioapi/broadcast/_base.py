@@ -101,7 +101,7 @@ class BroadcastError(Exception):
     """Base class of the errors raised by ``trioapi.broadcast``."""
 
 
-class BackendUnavailable(BroadcastError):
+class BackendUnavailable(BroadcastError, ConnectionError):
     """The broker (Redis) cannot be reached.
 
     Raised when entering ``Broadcast`` if the first connection fails (startup

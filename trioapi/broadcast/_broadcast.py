@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -21,6 +23,8 @@ from trioapi.broadcast._base import (
     SubscriberOverflow,
 )
 from trioapi.broadcast.memory import MemoryBackend
+
+logger = logging.getLogger("trioapi.broadcast")
 
 __all__ = ["Broadcast", "Subscriber"]
 
@@ -131,6 +135,17 @@ def backend_from_url(url: str) -> BroadcastBackend:
     raise ValueError(f"Unsupported broadcast URL {url!r}: use 'memory://' or 'redis://host:port/db'")
 
 
+def _warn_if_split_between_workers(backend: BroadcastBackend) -> None:
+    """Warn that an in-memory broadcast in one of several `trioapi run --workers` misses clients."""
+    workers = os.environ.get("TRIOAPI_WORKERS", "1")  # set by trioapi run for its workers
+    if isinstance(backend, MemoryBackend) and workers.isdigit() and int(workers) > 1:
+        logger.warning(
+            "An in-memory broadcast with %s worker processes: each worker broadcasts to its own "
+            "clients only, so rooms are split between processes. Use a redis:// URL to share them.",
+            workers,
+        )
+
+
 class Broadcast:
     """Publish/subscribe between the tasks of a process, or of many processes via Redis.
 
@@ -184,6 +199,7 @@ class Broadcast:
             raise
         self._stack = stack
         self._nursery = nursery
+        _warn_if_split_between_workers(self._backend)
         return self
 
     async def __aexit__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 from collections.abc import Awaitable, Callable
@@ -34,8 +35,21 @@ def hypercorn_config(host: str, port: int, sock: socket.socket | None, config: S
     if config.ping_interval is not None and config.idle_timeout is not None:
         hc.read_timeout = math.ceil(config.idle_timeout)
     hc.graceful_timeout = config.graceful_timeout
-    hc.accesslog = None
+    hc.accesslog = None  # trioapi's access log has a line per request and per WebSocket
+    # hypercorn's lines go through the process's logging (one format for all, see
+    # trioapi.server._logging), without its "Running on" banner: trioapi run says where.
+    error_log = logging.getLogger("hypercorn.error")
+    if not any(isinstance(f, _NoBanner) for f in error_log.filters):
+        error_log.addFilter(_NoBanner())
+    hc.errorlog = error_log
     return hc
+
+
+class _NoBanner(logging.Filter):
+    """Drops hypercorn's ``Running on ...`` line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Running on ")
 
 
 async def serve_hypercorn(

@@ -56,7 +56,7 @@ async def serve_own_listeners(
         await lifespan.startup(app_nursery)
         listeners = [sock] if sock is not None else await bind(host, port)
         bound = listeners[0].getsockname()[1]
-        logger.info("trioapi (%s) serving on ws://%s:%s", name, host, bound)
+        logger.debug("trioapi (%s) listening on %s:%s", name, host, bound)
         try:
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as server:

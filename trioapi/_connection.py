@@ -28,6 +28,7 @@ parameter; anything else → logged with its traceback, then 500 before accept o
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -35,7 +36,13 @@ import attrs
 import trio
 
 from trioapi._errors import is_cancellation, single_error
-from trioapi.dependencies.solving import dependency_exit_stack, solve_dependencies
+from trioapi.dependencies.solving import (
+    NO_DEPENDENCIES,
+    DependencyExitStack,
+    NoDependencies,
+    dependency_exit_stack,
+    solve_dependencies,
+)
 from trioapi.exceptions import HTTPException, ValidationError, WebSocketException
 from trioapi.responses import JSONResponse
 from trioapi.websockets import (
@@ -185,19 +192,22 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
     Never lets an error escape to the server; the one exception is the test
     client asking for server errors to be re-raised.
     """
-    started = trio.current_time()
+    started = time.perf_counter()
     session = Session(websocket)
     policy.registry.add(session)
     bug: BaseException | None = None
     # Dependency teardown comes in two parts (``Depends(scope=...)``): the "function"
     # part once the handler and its tasks are done, the "request" part after the final close.
-    stack = dependency_exit_stack(policy.teardown_timeout)
+    stack: DependencyExitStack | NoDependencies
+    if route.plan.connection_only is not None:
+        stack = NO_DEPENDENCIES  # nothing to solve (decided when the route was declared)
+    else:
+        stack = dependency_exit_stack(policy.teardown_timeout)
     try:
         try:
             async with stack.function_scope():
-                if route.plan.connection_only is not None:
-                    # Nothing to solve (decided when the route was declared).
-                    values = dict.fromkeys(route.plan.connection_only, websocket)
+                if isinstance(stack, NoDependencies):
+                    values = dict.fromkeys(route.plan.connection_only or (), websocket)
                 else:
                     values = await solve_dependencies(
                         route.plan, websocket, stack=stack, overrides=policy.dependency_overrides
@@ -257,7 +267,7 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
     finally:
         await stack.aclose()  # already done unless the server cancelled us: then it runs here
         policy.registry.discard(session)
-        log_ending(websocket, trio.current_time() - started)
+        log_ending(websocket, time.perf_counter() - started)
     if bug is not None:
         raise bug
 

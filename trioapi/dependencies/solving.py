@@ -46,7 +46,13 @@ from trioapi.params import DependencyScope
 from trioapi.requests import HTTPConnection, Request
 from trioapi.security.oauth2 import SecurityScopes
 
-__all__ = ["DependencyExitStack", "dependency_exit_stack", "solve_dependencies"]
+__all__ = [
+    "NO_DEPENDENCIES",
+    "DependencyExitStack",
+    "NoDependencies",
+    "dependency_exit_stack",
+    "solve_dependencies",
+]
 
 logger = logging.getLogger("trioapi.dependencies")
 
@@ -218,6 +224,35 @@ class _FunctionScope:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
         return await self._stack._close_function_part(exc)
+
+
+class NoDependencies:
+    """The exit stack of an endpoint with no dependencies: nothing to enter, nothing to close.
+
+    ``DependencyExitStack``'s interface at no cost, for the connection runner: most
+    WebSocket endpoints take the ``WebSocket`` alone.
+    """
+
+    __slots__ = ()
+
+    def function_scope(self) -> NoDependencies:
+        """This object again: a block at whose end nothing is closed."""
+        return self
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        return False
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+#: The one ``NoDependencies`` there needs to be.
+NO_DEPENDENCIES = NoDependencies()
 
 
 def dependency_exit_stack(timeout: float = 5.0) -> DependencyExitStack:

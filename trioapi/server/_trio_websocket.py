@@ -31,7 +31,7 @@ from wsproto.utilities import LocalProtocolError
 from trioapi.server._http import read_request_head, request_target, websocket_scope
 from trioapi.server._listen import Address, ConnectionHandler, serve_own_listeners
 from trioapi.transports.native import header_lines
-from trioapi.transports.trio_websocket import TrioWebSocketTransport
+from trioapi.transports.trio_websocket import CLOSE_HANDSHAKE_TIMEOUT, TrioWebSocketTransport
 from trioapi.websockets import WebSocket
 
 if TYPE_CHECKING:
@@ -100,45 +100,62 @@ async def _serve_socket(
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))  # sets TCP_NODELAY
     try:
         async with trio.open_nursery() as nursery:  # trio-websocket's reader task runs here
-            request = None
-            with trio.move_on_after(config.handshake_timeout) as handshake:
-                request_head = await read_request_head(raw, RECEIVE_BUFFER_SIZE)
-                if request_head is None:
-                    return  # answered already (426, 431)
-                head, rest = request_head
-                request = await wrap_server_stream(
-                    nursery,
-                    # trio-websocket closes the stream when it refuses the request (wsproto's
-                    # 400 or 426): then no request will come, so stop waiting for one.
-                    _Replayed(stream, head + rest, on_close=handshake.cancel),
-                    message_queue_size=MESSAGE_QUEUE_SIZE,
-                    max_message_size=config.max_message_size,
-                    receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                )
-            if request is None:
-                logger.debug("Handshake not completed within %ss", config.handshake_timeout)
-                return
-            if local is None:
-                local = _address(stream.socket.getsockname())
-            scope = websocket_scope(
-                request_target(head),
-                header_lines(head),
-                list(request.proposed_subprotocols),
-                state,
-                peer,
-                local,
-            )
-            await _serve_request(app, request, scope, heartbeat, stream)
-            if nursery.child_tasks:  # usually the reader has ended with the close already
-                nursery.cancel_scope.cancel()  # the conversation is over: stop the reader
+            try:
+                await _handshake_and_serve(app, config, state, heartbeat, raw, stream, nursery, peer, local)
+            finally:
+                # The conversation is over, or never began: closing the socket ends
+                # trio-websocket's reader, unless it waits to hand a message to a handler
+                # that has gone; that one is cancelled a moment later.
+                stream.socket.close()
+                if nursery.child_tasks:
+                    nursery.cancel_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
     except Exception as error:
         if _dropped(error):
             logger.debug("Connection dropped: %r", error)
         else:
             logger.exception("Unexpected error in the trio-websocket server")
     finally:
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+        stream.socket.close()  # (once more, if the nursery never opened)
+
+
+async def _handshake_and_serve(
+    app: TrioAPI,
+    config: ServerConfig,
+    state: dict[str, Any],
+    heartbeat: Heartbeat | None,
+    raw: socket.socket,
+    stream: trio.SocketStream,
+    nursery: trio.Nursery,
+    peer: Address,
+    local: Address | None,
+) -> None:
+    """Read the request head, hand the connection to trio-websocket, then serve its request."""
+    request = None
+    with trio.move_on_after(config.handshake_timeout) as handshake:
+        request_head = await read_request_head(raw, RECEIVE_BUFFER_SIZE)
+        if request_head is None:
+            return  # answered already (426, 431)
+        head, rest = request_head
+        # trio-websocket closes the stream when it refuses the request (wsproto's 400 or
+        # 426): then no request will come, so stop waiting for one.
+        replayed = _Replayed(stream, head + rest, on_close=handshake.cancel)
+        request = await wrap_server_stream(
+            nursery,
+            replayed,
+            message_queue_size=MESSAGE_QUEUE_SIZE,
+            max_message_size=config.max_message_size,
+            receive_buffer_size=RECEIVE_BUFFER_SIZE,
+        )
+        replayed.on_close = None
+    if request is None:
+        logger.debug("Handshake not completed within %ss", config.handshake_timeout)
+        return
+    if local is None:
+        local = _address(stream.socket.getsockname())
+    scope = websocket_scope(
+        request_target(head), header_lines(head), list(request.proposed_subprotocols), state, peer, local
+    )
+    await _serve_request(app, request, scope, heartbeat, stream)
 
 
 async def _serve_request(
@@ -212,7 +229,8 @@ class _Replayed(trio.abc.Stream):
     def __init__(self, stream: trio.SocketStream, prefix: bytes, on_close: Callable[[], object]) -> None:
         self._stream = stream
         self._prefix = prefix
-        self._on_close = on_close
+        #: Called when trio-websocket closes the stream (``None`` once that no longer matters).
+        self.on_close: Callable[[], object] | None = on_close
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         prefix = self._prefix
@@ -232,7 +250,8 @@ class _Replayed(trio.abc.Stream):
         await self._stream.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
-        self._on_close()
+        if self.on_close is not None:
+            self.on_close()
         await self._stream.aclose()
 
 

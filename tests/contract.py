@@ -25,7 +25,7 @@ import socket
 import struct
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import attrs
@@ -79,6 +79,14 @@ class Client(Protocol):
 
     name: str
 
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server accepted."""
+
+    @property
+    def response_headers(self) -> Headers:
+        """The headers of the server's 101 response (names lowercased)."""
+
     async def send_text(self, text: str) -> None:
         """Send a text message."""
 
@@ -110,6 +118,14 @@ class _MemoryClient:
     session: WebSocketTestSession
     name: str = "memory"
 
+    @property
+    def subprotocol(self) -> str | None:
+        return self.session.accepted_subprotocol
+
+    @property
+    def response_headers(self) -> Headers:
+        return dict(self.session.response_headers.items())
+
     async def send_text(self, text: str) -> None:
         await self.session.send_text(text)
 
@@ -132,6 +148,15 @@ class _TrioWebSocketClient:
     connection: Any  # trio_websocket.WebSocketConnection
     name: str = "trio-websocket"
 
+    @property
+    def subprotocol(self) -> str | None:
+        subprotocol: str | None = self.connection.subprotocol
+        return subprotocol
+
+    @property
+    def response_headers(self) -> Headers:
+        return {k.decode().lower(): v.decode() for k, v in self.connection.handshake_headers}
+
     async def send_text(self, text: str) -> None:
         await self.connection.send_message(text)
 
@@ -148,27 +173,24 @@ class _TrioWebSocketClient:
         return message
 
     async def close(self, code: int, reason: str) -> tuple[int, str] | None:
-        await self.settle()
         await self.connection.aclose(code, reason)
         answer = self.connection.closed
         return answer.code, answer.reason or ""
-
-    async def settle(self) -> None:
-        """Wait until every ping the server sent so far has been answered.
-
-        trio-websocket's client answers a ping with a pong, which fails if its own
-        close went out meanwhile (python-trio/trio-websocket#184; hypercorn pings
-        once right after accept). The pong to a ping of ours comes after them.
-        """
-        if self.connection.closed is None:
-            with trio.move_on_after(TIMEOUT), suppress(ConnectionClosed):
-                await self.connection.ping()
 
 
 @attrs.define
 class _WebsocketsClient:
     connection: Any  # websockets.trio.client.ClientConnection
     name: str = "websockets"
+
+    @property
+    def subprotocol(self) -> str | None:
+        subprotocol: str | None = self.connection.subprotocol
+        return subprotocol
+
+    @property
+    def response_headers(self) -> Headers:
+        return {k.lower(): v for k, v in self.connection.response.headers.raw_items()}
 
     async def send_text(self, text: str) -> None:
         await self.connection.send(text)
@@ -211,9 +233,7 @@ async def _trio_websocket_connect(
             connect_timeout=TIMEOUT,
             disconnect_timeout=TIMEOUT,
         ) as connection:
-            client = _TrioWebSocketClient(connection)
-            yield client
-            await client.settle()  # before the close on the way out
+            yield _TrioWebSocketClient(connection)
     except ConnectionRejected as exc:
         seen = {k.decode().lower(): v.decode() for k, v in exc.headers or ()}
         raise Refused(exc.status_code, seen, exc.body or b"") from None
@@ -282,12 +302,12 @@ def _frame(opcode: int, payload: bytes) -> bytes:
 
 
 @attrs.define
-class _SocketPeer:
+class SocketPeer:
     stream: trio.SocketStream
     buffer: bytes = b""
 
     @classmethod
-    async def connect(cls, port: int, path: str) -> _SocketPeer:
+    async def connect(cls, port: int, path: str) -> SocketPeer:
         peer = cls(await trio.open_tcp_stream("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
         await peer.stream.send_all(
@@ -312,7 +332,8 @@ class _SocketPeer:
         data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 
-    async def receive(self) -> str | bytes:
+    async def _next_frame(self) -> tuple[int, bytes]:
+        """The next frame that is not a keepalive ping (hypercorn pings once right after accept)."""
         for _ in range(100):
             first, second = await self._need(2)
             size = second & 0x7F
@@ -321,16 +342,28 @@ class _SocketPeer:
             elif size == 127:
                 (size,) = struct.unpack("!Q", await self._need(8))
             opcode, payload = first & 0x0F, await self._need(size)
-            if opcode == 1:
-                return payload.decode()
-            if opcode == 2:
-                return payload
-            assert opcode in (9, 10), (opcode, payload)  # a keepalive ping (hypercorn pings at once)
-        raise AssertionError("no data frame among 100 frames")
+            if opcode != 9:
+                return opcode, payload
+        raise AssertionError("nothing but pings in 100 frames")
+
+    async def receive(self) -> str | bytes:
+        opcode, payload = await self._next_frame()
+        assert opcode in (1, 2), (opcode, payload)
+        return payload.decode() if opcode == 1 else payload
+
+    async def read_close(self) -> tuple[int, str]:
+        """The server's close frame, which must come next: its code and reason."""
+        opcode, payload = await self._next_frame()
+        assert opcode == 8, (opcode, payload)
+        return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
+
+    async def send(self, opcode: int, payload: bytes) -> None:
+        """Send one (short) frame: 8 close, 9 ping, ..."""
+        await self.stream.send_all(_frame(opcode, payload))
 
     async def leave(self, how: str) -> None:
         if how == "close":
-            await self.stream.send_all(_frame(8, struct.pack("!H", 1000)))
+            await self.send(8, struct.pack("!H", 1000))
         elif how == "fin":
             await self.stream.send_eof()
         elif how == "reset":
@@ -420,7 +453,14 @@ class Served:
             async with self._test_client.websocket_connect(path) as session:
                 yield _MemoryPeer(session)
             return
-        peer = await _SocketPeer.connect(self.port, path)
+        async with self.socket(path) as peer:
+            yield peer
+
+    @asynccontextmanager
+    async def socket(self, path: str) -> AsyncIterator[SocketPeer]:
+        """A connection to ``path`` from a raw-socket client, which sends whatever it is told (live only)."""
+        assert self._test_client is None, "no sockets in memory"
+        peer = await SocketPeer.connect(self.port, path)
         try:
             yield peer
         finally:
@@ -447,8 +487,13 @@ class Transport:
 
     @asynccontextmanager
     async def serve(self, app: TrioAPI, config: ServerConfig | None = None) -> AsyncIterator[Served]:
-        """Serve ``app`` for the block (within ``BOUND``); whatever is still open at its end is cancelled."""
-        config = config or ServerConfig(graceful_timeout=1.0)
+        """Serve ``app`` for the block (within ``BOUND``); whatever is still open at its end is cancelled.
+
+        By default without keepalive pings (they have tests of their own): hypercorn
+        pings once right after accept, and trio-websocket's client fails when that
+        ping meets its own close (python-trio/trio-websocket#184).
+        """
+        config = config or ServerConfig(ping_interval=None, graceful_timeout=1.0)
         with trio.fail_after(BOUND):
             async with self._serving(app, config) as served:
                 yield served
@@ -498,6 +543,7 @@ __all__ = [
     "Probe",
     "Refused",
     "Served",
+    "SocketPeer",
     "Transport",
     "closed",
     "wait_until_empty",

@@ -18,7 +18,9 @@ sees of the framing itself in test_third_party_clients.py.
 
 from __future__ import annotations
 
+import json
 import logging
+import struct
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -49,6 +51,12 @@ def live_transport(request: pytest.FixtureRequest) -> Transport:
 def the_clients_close_code(kind: str, code: int, reason: str) -> tuple[int, str]:
     """What a handler sees when its client closes with ``code``: hypercorn says 1006 (hypercorn#127)."""
     return (1006, "") if kind == "hypercorn" else (code, reason)
+
+
+def known_bug(request: pytest.FixtureRequest, transport: Transport, kind: str, reason: str) -> None:
+    """Mark this test as failing on ``kind`` because of a known trioapi bug (strict: it must fail there)."""
+    if transport.kind == kind:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def errors_logged(caplog: pytest.LogCaptureFixture, kind: type[BaseException]) -> list[BaseException]:
@@ -137,6 +145,101 @@ async def test_a_misuse_of_the_websocket_is_a_runtime_error_in_the_handler(
     assert errors_logged(caplog, RuntimeError) == errors
 
 
+# -- the handshake and the messages ------------------------------------------------------------
+
+
+async def test_the_handshake_details_reach_the_handler(
+    transport: Transport, request: pytest.FixtureRequest
+) -> None:
+    known_bug(
+        request,
+        transport,
+        "memory",
+        "TestClient puts the percent-encoded path in scope['path'] (trioapi/testing.py _split_target/_scope: "
+        "no unquote), where ASGI servers and trioapi's own put the decoded one and keep the encoded one in "
+        "raw_path: the handler gets path parameter 'caf%C3%A9' and url.path '/items/caf%C3%A9', "
+        "not 'café'",
+    )
+    app = TrioAPI()
+
+    @app.websocket("/items/{name}")
+    async def details(websocket: WebSocket, name: str) -> None:
+        await websocket.accept()
+        await websocket.send_json(
+            {
+                "name": name,
+                "path": websocket.url.path,
+                "query": websocket.url.query,
+                "scheme": websocket.url.scheme,
+                "tags": websocket.query_params.getlist("tag"),
+                "q": websocket.query_params["q"],
+                "custom": websocket.headers["x-custom"],
+                "cookies": websocket.cookies,
+                "client": websocket.client.host if websocket.client else None,
+            }
+        )
+
+    async with transport.serve(app) as served:
+        for client in served.clients:
+            async with served.connect(
+                "/items/caf%C3%A9?tag=a&tag=b&q=%20x",
+                client,
+                headers={"X-Custom": "value", "Cookie": "session=abc; theme=dark"},
+            ) as ws:
+                seen = json.loads(await ws.receive())
+            assert seen == {
+                "name": "café",
+                "path": "/items/café",
+                "query": "tag=a&tag=b&q=%20x",
+                "scheme": "ws",
+                "tags": ["a", "b"],
+                "q": " x",
+                "custom": "value",
+                "cookies": {"session": "abc", "theme": "dark"},
+                "client": "testclient" if transport.kind == "memory" else "127.0.0.1",
+            }, client
+
+
+async def test_accept_sends_the_chosen_subprotocol_and_extra_headers(transport: Transport) -> None:
+    app = TrioAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept(subprotocol="chat.v2", headers=[(b"x-server", b"trioapi")])
+        await websocket.send_json(websocket.subprotocols)
+
+    async with transport.serve(app) as served:
+        for client in served.clients:
+            async with served.connect("/ws", client, subprotocols=["chat.v1", "chat.v2"]) as ws:
+                assert (ws.subprotocol, ws.response_headers["x-server"]) == ("chat.v2", "trioapi"), client
+                assert json.loads(await ws.receive()) == ["chat.v1", "chat.v2"], client
+
+
+async def test_messages_arrive_unchanged_whatever_their_content(transport: Transport) -> None:
+    app = TrioAPI()
+    texts = ["héllo ✓ 🎉", "", "x" * 70_000]
+    blobs = [b"\x00\xff", b""]
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        for _ in texts:
+            await websocket.send_text(await websocket.receive_text())
+        for _ in blobs:
+            await websocket.send_bytes(await websocket.receive_bytes())
+
+    async with transport.serve(app) as served:
+        for client in served.clients:
+            async with served.connect("/echo", client) as ws:
+                for text in texts:
+                    await ws.send_text(text)
+                    assert await ws.receive() == text, client
+                for blob in blobs:
+                    await ws.send_bytes(blob)
+                    assert await ws.receive() == blob, client
+                assert await closed(ws) == (1000, ""), client
+
+
 # -- how a connection ends ------------------------------------------------------------------
 
 
@@ -165,6 +268,45 @@ async def test_a_handler_that_returns_without_accept_refuses_with_403(transport:
     async with transport.serve(app) as served:
         for client in served.clients:
             assert (await refused(served, "/ws", client)).status == 403, client
+
+
+async def test_close_sends_its_code_and_reason(transport: Transport) -> None:
+    app = TrioAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close(4000, "custom")
+
+    async with transport.serve(app) as served:
+        for client in served.clients:
+            async with served.connect("/ws", client) as ws:
+                assert await closed(ws) == (4000, "custom"), client
+
+
+async def test_close_before_accept_refuses_with_403(transport: Transport) -> None:
+    app = TrioAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.close(1008)
+
+    async with transport.serve(app) as served:
+        for client in served.clients:
+            assert (await refused(served, "/ws", client)).status == 403, client
+
+
+async def test_an_invalid_parameter_refuses_with_403(transport: Transport) -> None:
+    app = TrioAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket, user_id: int) -> None:  # pragma: no cover - never reached
+        await websocket.accept()
+
+    async with transport.serve(app) as served:
+        for client in served.clients:
+            for query in ("", "?user_id=x"):
+                assert (await refused(served, f"/ws{query}", client)).status == 403, (client, query)
 
 
 async def test_an_uncaught_exception_after_accept_closes_1011_without_detail_and_is_logged(
@@ -228,6 +370,35 @@ async def test_a_crash_in_one_connection_leaves_the_others_working(transport: Tr
             assert await bystander.receive() == f"b{n}:still here"
 
 
+async def test_a_ping_that_crosses_the_servers_close_leaves_the_handler_running(
+    live_transport: Transport, request: pytest.FixtureRequest
+) -> None:
+    # A client's keepalive ping may be on its way as the server closes; frames need a socket.
+    known_bug(
+        request,
+        live_transport,
+        "trio-websocket",
+        "trio-websocket's reader answers the ping with a pong that wsproto refuses in LOCAL_CLOSING "
+        "(LocalProtocolError, python-trio/trio-websocket#184); the reader task fails, its nursery in "
+        "server/_trio_websocket.py _serve_socket is cancelled, and so is the handler, inside "
+        "websocket.close(): the code after close() never runs",
+    )
+    app, probe = TrioAPI(), Probe()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close(4000, "bye")
+        probe.record("after close")
+
+    async with live_transport.serve(app) as served, served.socket("/ws") as peer:
+        assert await peer.read_close() == (4000, "bye")
+        await peer.send(9, b"keepalive")  # before answering the close
+        await peer.send(8, struct.pack("!H", 4000))
+        await wait_until_empty(app)
+    assert probe.seen["after close"] == [None]
+
+
 async def test_a_frame_of_the_wrong_type_closes_with_1003(transport: Transport) -> None:
     app = TrioAPI()
 
@@ -288,7 +459,7 @@ async def test_a_message_over_the_servers_limit_closes_with_1009(live_transport:
         async for text in websocket.iter_text():
             await websocket.send_text(text)
 
-    config = ServerConfig(max_message_size=SERVER_LIMIT, graceful_timeout=1.0)
+    config = ServerConfig(max_message_size=SERVER_LIMIT, ping_interval=None, graceful_timeout=1.0)
     async with live_transport.serve(app, config) as served:
         for client in served.clients:
             async with served.connect("/echo", client) as ws:
@@ -479,7 +650,7 @@ async def test_shutdown_cancels_a_handler_that_ignores_it_once_the_grace_is_over
 ) -> None:
     probe = Probe()
     app = _app_with_teardown(probe)
-    config = ServerConfig(graceful_timeout=0.2)
+    config = ServerConfig(ping_interval=None, graceful_timeout=0.2)
     async with transport.serve(app, config) as served, AsyncExitStack() as stack:
         clients = []
         for client in served.clients:
@@ -671,6 +842,25 @@ async def test_a_receive_loop_ends_when_its_peer_leaves(transport: Transport, ho
 
     async with transport.serve(app) as served:
         async with served.peer("/receive") as peer:
+            assert await peer.receive() == "ready"
+            await peer.leave(how)
+            assert await probe.wait_for("ended") == [_handler_sees_when_the_peer(transport.kind, how)]
+        await wait_until_empty(app)
+
+
+@LEAVING
+async def test_a_handler_waiting_for_its_peer_to_leave_learns_it(transport: Transport, how: str) -> None:
+    app, probe = TrioAPI(), Probe()
+
+    @app.websocket("/wait")
+    async def wait(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("ready")
+        gone = await websocket.wait_disconnected()
+        probe.record("ended", gone.code)
+
+    async with transport.serve(app) as served:
+        async with served.peer("/wait") as peer:
             assert await peer.receive() == "ready"
             await peer.leave(how)
             assert await probe.wait_for("ended") == [_handler_sees_when_the_peer(transport.kind, how)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import open_websocket_url
 
 from examples import basic
 from trioapi import TrioAPI
@@ -28,13 +28,6 @@ async def test_live_server_fixture_serves_a_real_socket(live_server: LiveServer)
     async with open_websocket_url(live_server.ws_url("/ws")) as ws:
         await ws.send_message("over TCP")
         assert await ws.get_message() == "Message text was: over TCP"
-
-
-async def test_live_server_rejects_unknown_paths_with_404(live_server: LiveServer) -> None:
-    with pytest.raises(ConnectionRejected) as info:
-        async with open_websocket_url(live_server.ws_url("/missing")):
-            pass
-    assert info.value.status_code == 404
 
 
 @pytest.mark.xfail(

@@ -317,22 +317,6 @@ async def test_basic_echo_unicode_fragments_and_ping(serve: Get, kind: str) -> N
 
 
 @kinds
-@pytest.mark.parametrize(("example", "path"), [("basic", "/ws"), ("json_messages", "/ws/json")])
-async def test_a_binary_frame_to_a_text_endpoint_closes_with_1003(
-    serve: Get, kind: str, example: str, path: str
-) -> None:
-    server = serve(kind, example)
-
-    def scenario() -> tuple[int, str]:
-        with ws(server, path) as conn:
-            conn.send(b'{"n": 1}')
-            return closed(conn)
-
-    assert await run(scenario) == (1003, "expected a text message, got binary")
-    assert_clean(server)
-
-
-@kinds
 async def test_path_params(serve: Get, kind: str) -> None:
     server = serve(kind, "path_params")
 
@@ -488,31 +472,6 @@ async def test_custom_close_from_the_server(serve: Get, kind: str) -> None:
 
     assert await run(scenario, "close") == (1000, "Client requested close")
     assert await run(scenario, "error") == (1011, "Server error occurred")
-    assert_clean(server)
-
-
-@kinds
-async def test_client_close_codes_and_reasons(serve: Get, kind: str) -> None:
-    server = serve(kind, "custom_close")
-    cases = [(4000, "custom"), (4999, "é" * 61), (4321, ""), (1001, "leaving")]
-
-    def scenario(code: int, reason: str) -> None:
-        with ws(server, "/ws/custom-close") as conn:
-            conn.send("a")
-            assert conn.recv(timeout=TIMEOUT) == "Received: a"
-            conn.close(code, reason)
-            assert (conn.close_code, conn.close_reason) == (code, reason)  # echoed by the server
-
-    for code, reason in cases:
-        await run(scenario, code, reason)
-    for code, reason in cases:
-        if kind != "hypercorn":
-            # trioapi's own servers hand the client's real code and reason to the handler ...
-            line = f"WebSocket disconnected with code: {code}, reason: {reason}\n"
-        else:
-            # ... hypercorn reports every client-initiated close as 1006 (hypercorn#127).
-            line = "WebSocket disconnected with code: 1006, reason: \n"
-        await run(wait_for_output, server, line)
     assert_clean(server)
 
 
@@ -1016,34 +975,3 @@ async def test_hostile_json_is_invalid_data_not_a_crash(serve: Get, kind: str) -
 # --------------------------------------------------------------------------- shutdown
 
 GRACE = 1
-
-
-@pytest.mark.parametrize(
-    ("kind", "delivery"),
-    [
-        ("hypercorn", "master"),
-        ("hypercorn", "group"),
-        ("native", "master"),
-        ("native", "group"),
-    ],
-)
-async def test_sigterm_says_1001_to_open_clients(kind: str, delivery: str) -> None:
-    with running_server(kind, "examples.basic:app", "--graceful-timeout", str(GRACE)) as server:
-
-        def scenario() -> tuple[int, str]:
-            with ws(server, "/ws") as conn:
-                conn.send("a")
-                assert conn.recv(timeout=TIMEOUT) == "Message text was: a"
-                if delivery == "master":
-                    os.kill(server.process.pid, signal.SIGTERM)
-                else:
-                    os.killpg(server.process.pid, signal.SIGTERM)
-                return closed(conn)
-
-        # hypercorn's own CLI says goodbye when its graceful timeout runs out (signalled at
-        # its master) or at once (its worker signalled too, with the group); the native
-        # transport at once.
-        assert await run(scenario) == (1001, "server shutting down")
-        assert server.process.wait(10) == 0
-        assert "Client disconnected" in server.output
-        assert_clean(server)

@@ -26,7 +26,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 import trio
-from contract import KINDS, Client, Probe, Refused, Served, Transport, closed, wait_until_empty
+from contract import KINDS, TIMEOUT, Client, Probe, Refused, Served, Transport, closed, wait_until_empty
 
 from trioapi import Depends, HTTPException, TrioAPI, WebSocket, WebSocketDisconnect, WebSocketException
 from trioapi.server import ServerConfig
@@ -359,7 +359,7 @@ async def test_a_crash_in_one_connection_leaves_the_others_working(transport: Tr
 
     async with transport.serve(app) as served, AsyncExitStack() as stack:
         bystanders: list[Client] = []
-        for n in range(5):
+        for n in range(10):
             client = served.clients[n % len(served.clients)]
             bystanders.append(await stack.enter_async_context(served.connect(f"/echo/b{n}", client)))
         async with served.connect("/echo/victim") as victim:
@@ -558,15 +558,20 @@ async def test_the_clients_close_code_reaches_the_handler_where_the_transport_ca
         except WebSocketDisconnect as exc:
             probe.record("disconnect", (exc.code, exc.reason))
 
+    # The longest reason a close frame holds (123 bytes: "é" is 2), an empty one, a standard code.
+    cases = [(4321, "bye é"), (4999, "é" * 61 + "!"), (4000, ""), (1001, "leaving")]
     async with transport.serve(app) as served:
-        for n, client in enumerate(served.clients, start=1):
-            async with served.connect("/ws", client) as ws:
-                assert await ws.receive() == "ready"
-                answer = await ws.close(4321, "bye é")
-            if answer is not None:  # a real server answers with the same close frame (RFC 6455 5.5.1)
-                assert answer == (4321, "bye é"), client
-            seen = await probe.wait_for("disconnect", n)
-            assert seen[-1] == the_clients_close_code(transport.kind, 4321, "bye é"), client
+        count = 0
+        for client in served.clients:
+            for code, reason in cases:
+                count += 1
+                async with served.connect("/ws", client) as ws:
+                    assert await ws.receive() == "ready"
+                    answer = await ws.close(code, reason)
+                if answer is not None:  # a real server answers with the same close frame (RFC 6455 5.5.1)
+                    assert answer == (code, reason), client
+                seen = await probe.wait_for("disconnect", count)
+                assert seen[-1] == the_clients_close_code(transport.kind, code, reason), client
 
 
 # -- shutdown ---------------------------------------------------------------------------------
@@ -643,6 +648,22 @@ async def test_shutdown_says_1001_to_every_open_websocket_and_handlers_see_it(tr
         assert probe.seen["saw"] == [1001] * len(clients)
         assert len(probe.seen["teardown"]) == len(clients)
         assert len(app.connections) == 0
+
+
+async def test_shutdown_ends_once_the_last_handler_has_not_when_the_grace_runs_out(
+    transport: Transport,
+) -> None:
+    probe = Probe()
+    app = _app_with_teardown(probe)
+    config = ServerConfig(ping_interval=None, graceful_timeout=3600)
+    async with transport.serve(app, config) as served, AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(served.connect("/receiving", c)) for c in served.clients]
+        for ws in clients:
+            assert await ws.receive() == "ready"
+        # A grace of an hour: only seeing its last handler end lets the server stop sooner.
+        with trio.fail_after(TIMEOUT):
+            codes = await _shut_down_while_clients_listen(served, clients)
+        assert codes == [(1001, "server shutting down")] * len(clients)
 
 
 async def test_shutdown_cancels_a_handler_that_ignores_it_once_the_grace_is_over(

@@ -1,10 +1,12 @@
-"""The examples on real servers, driven by clients that are not trio-websocket.
+"""The examples on real servers, driven by third-party clients.
 
 Every example is served by ``hypercorn --worker-class trio examples.X:app`` and by
-``trioapi run examples.X:app --server trio-websocket`` (``KINDS``) and driven by
+``trioapi run examples.X:app --server native|trio-websocket`` (``KINDS``), each
+server started once for the module, and driven by
 
 - the ``websockets`` library's sync client (run in a worker thread, every call
-  with a timeout), and
+  with a timeout),
+- trio-websocket's own client (the seed's examples, at the end), and
 - a raw-socket client for what no well-behaved library sends: handshakes
   without a key, plain HTTP, invalid UTF-8, unmasked frames, pings inside a
   fragmented message, frames after the server's close, a TCP reset.
@@ -26,7 +28,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from functools import partial
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
+import trio_websocket
 from servers import KINDS, ServerProcess, running_server
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -79,6 +82,8 @@ SHARED = [
     ("custom_close", {"PURPOSE": "late-ping"}),
     ("json_messages", {"PURPOSE": "crash"}),
     ("json_messages", {"PURPOSE": "hostile"}),
+    # Its own, so that no leaver of an earlier test says goodbye to this one's members.
+    ("connection_manager", {"PURPOSE": "trio-websocket-client"}),
 ]
 
 
@@ -972,6 +977,131 @@ async def test_hostile_json_is_invalid_data_not_a_crash(serve: Get, kind: str) -
     assert_clean(server)
 
 
-# --------------------------------------------------------------------------- shutdown
+# --------------------------------------------------------------------------- with trio-websocket's client
 
-GRACE = 1
+TrioWebSocketScenario = Callable[[ServerProcess], Awaitable[None]]
+
+
+async def _tw_rejected(url: str, **kwargs: Any) -> trio_websocket.ConnectionRejected:
+    with pytest.raises(trio_websocket.ConnectionRejected) as info:
+        async with trio_websocket.open_websocket_url(url, **kwargs):
+            pass
+    return info.value
+
+
+async def _tw_closed(connection: trio_websocket.WebSocketConnection) -> tuple[int, str | None]:
+    with pytest.raises(trio_websocket.ConnectionClosed) as info:
+        await connection.get_message()
+    reason = info.value.reason
+    assert reason is not None
+    return reason.code, reason.reason
+
+
+async def _tw_basic(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws")) as ws:
+        await ws.send_message("hello")
+        assert await ws.get_message() == "Message text was: hello"
+
+
+async def _tw_path_params(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws/42")) as ws:
+        await ws.send_message("hi")
+        assert await ws.get_message() == "Client 42: hi"
+    assert (await _tw_rejected(server.url("/ws/abc"))).status_code == 403
+
+
+async def _tw_dependencies(server: ServerProcess) -> None:
+    good = [(b"authorization", b"Bearer valid-token")]
+    async with trio_websocket.open_websocket_url(server.url("/ws"), extra_headers=good) as ws:
+        assert await ws.get_message() == "Authenticated with token: valid-token"
+        await ws.send_message("ping")
+        assert await ws.get_message() == "Echo: ping"
+    denied = await _tw_rejected(server.url("/ws"), extra_headers=[(b"authorization", b"Bearer wrong")])
+    assert denied.status_code == 401
+    assert json.loads(denied.body or b"{}") == {"detail": "Invalid token"}
+    assert (await _tw_rejected(server.url("/ws"))).status_code in (401, 403)
+
+
+async def _tw_json_messages(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws/json")) as ws:
+        await ws.send_message('{"n": 1}')
+        reply = json.loads(await ws.get_message())
+        assert reply["original_message"] == {"n": 1}
+        await ws.send_message("{broken")
+        assert (await _tw_closed(ws))[0] == 1007
+
+
+async def _tw_connection_manager(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws/1")) as one:
+        async with trio_websocket.open_websocket_url(server.url("/ws/2")) as two:
+            await one.send_message("hi")
+            assert await one.get_message() == "You wrote: hi"
+            assert await one.get_message() == "Client #1 says: hi"
+            assert await two.get_message() == "Client #1 says: hi"
+        assert await one.get_message() == "Client #2 left the chat"
+
+
+async def _tw_query_params(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws?room=lobby&user_id=7")) as ws:
+        assert await ws.get_message() == "Welcome to room lobby, user 7!"
+        await ws.send_message("yo")
+        assert await ws.get_message() == "[lobby] User 7: yo"
+    assert (await _tw_rejected(server.url("/ws?room=lobby"))).status_code == 403
+    assert (await _tw_rejected(server.url("/ws?room=lobby&user_id=x"))).status_code == 403
+
+
+async def _tw_error_handling(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws/safe")) as ws:
+        await ws.send_message("{nope")
+        assert json.loads(await ws.get_message()) == {"error": "Invalid JSON format"}
+        await ws.send_message('{"action": "go"}')
+        assert json.loads(await ws.get_message()) == {"success": True, "action": "go", "data": None}
+
+
+async def _tw_custom_close(server: ServerProcess) -> None:
+    for command, code, reason in [
+        ("close", 1000, "Client requested close"),
+        ("error", 1011, "Server error occurred"),
+    ]:
+        async with trio_websocket.open_websocket_url(server.url("/ws/custom-close")) as ws:
+            await ws.send_message("x")
+            assert await ws.get_message() == "Received: x"
+            await ws.send_message(command)
+            assert await _tw_closed(ws) == (code, reason)
+
+
+async def _tw_routes(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/v1/rooms/blue")) as ws:
+        assert json.loads(await ws.get_message()) == {"room": "blue", "url": "/v1/rooms/blue"}
+    assert (await _tw_rejected(server.url("/nowhere"))).status_code == 404
+
+
+#: Each seed example with trio-websocket's client: (scenario, the server's environment).
+TRIO_WEBSOCKET_SCENARIOS: dict[str, tuple[TrioWebSocketScenario, dict[str, str]]] = {
+    "basic": (_tw_basic, {}),
+    "path_params": (_tw_path_params, {}),
+    "dependencies": (_tw_dependencies, {}),
+    "json_messages": (_tw_json_messages, {}),
+    "connection_manager": (_tw_connection_manager, {"PURPOSE": "trio-websocket-client"}),
+    "query_params": (_tw_query_params, {}),
+    "error_handling": (_tw_error_handling, {}),
+    "custom_close": (_tw_custom_close, {}),
+    "routes": (_tw_routes, {}),
+}
+
+
+@kinds
+@pytest.mark.parametrize("example", sorted(TRIO_WEBSOCKET_SCENARIOS))
+async def test_a_seed_example_with_trio_websockets_client(serve: Get, kind: str, example: str) -> None:
+    scenario, env = TRIO_WEBSOCKET_SCENARIOS[example]
+    server = serve(kind, example, **env)
+    finished = False
+    with trio.fail_after(20):
+        try:
+            await scenario(server)
+            finished = True
+        finally:
+            # trio-websocket's client can leak its reader's Cancelled (python-trio/trio-websocket#184),
+            # which pytest-trio would swallow along with the rest of the scenario.
+            assert finished, "the scenario did not run to its end"
+    assert_clean(server)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 
 import pytest
@@ -54,7 +54,7 @@ def the_clients_close_code(kind: str, code: int, reason: str) -> tuple[int, str]
 
 
 def known_bug(request: pytest.FixtureRequest, transport: Transport, kind: str, reason: str) -> None:
-    """Mark this test as failing on ``kind`` because of a known trioapi bug (strict: it must fail there)."""
+    """Mark this test as failing on ``kind`` because of a known bug (strict: it must fail there)."""
     if transport.kind == kind:
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
@@ -71,10 +71,10 @@ def errors_logged(caplog: pytest.LogCaptureFixture, kind: type[BaseException]) -
     ]
 
 
-async def refused(served: Served, path: str, client: str, **kwargs: object) -> Refused:
+async def refused(served: Served, path: str, client: str) -> Refused:
     """The HTTP response that refused a handshake to ``path``."""
     with pytest.raises(Refused) as info:
-        async with served.connect(path, client, **kwargs):  # type: ignore[arg-type]
+        async with served.connect(path, client):
             pass
     return info.value
 
@@ -117,7 +117,7 @@ async def _send_after_close(websocket: WebSocket) -> None:
 async def test_a_misuse_of_the_websocket_is_a_runtime_error_in_the_handler(
     transport: Transport,
     caplog: pytest.LogCaptureFixture,
-    misuse: object,
+    misuse: Callable[[WebSocket], Awaitable[None]],
     message: str,
     client_sees: int | tuple[int, str],
 ) -> None:
@@ -126,7 +126,7 @@ async def test_a_misuse_of_the_websocket_is_a_runtime_error_in_the_handler(
     @app.websocket("/misuse")
     async def endpoint(websocket: WebSocket) -> None:
         try:
-            await misuse(websocket)  # type: ignore[operator]
+            await misuse(websocket)
         except RuntimeError as exc:
             probe.record("error", exc)
             raise

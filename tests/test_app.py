@@ -224,7 +224,10 @@ async def test_exception_handler_receives_the_websocket() -> None:
 # -- shutdown --------------------------------------------------------------------
 
 
-async def test_shutdown_returns_when_the_last_handler_ends_not_at_the_grace() -> None:
+async def test_after_a_shutdown_the_registry_counts_new_connections_and_a_second_one_returns_at_once() -> (
+    None
+):
+    # That a shutdown ends with the last handler, not at the grace, is in test_transport_contract.py.
     app = TrioAPI()
 
     @app.websocket("/ws")
@@ -232,24 +235,18 @@ async def test_shutdown_returns_when_the_last_handler_ends_not_at_the_grace() ->
         await websocket.accept()
         await websocket.wait_disconnected()
 
-    async def answer_goodbye(ws: Any) -> None:
-        assert await ws.wait_closed() == (1001, "server shutting down")  # and answers it
-
     async with TestClient(app) as client:
-        async with client.websocket_connect("/ws") as one, client.websocket_connect("/ws") as two:
+        async with client.websocket_connect("/ws") as ws:
             await trio.testing.wait_all_tasks_blocked()
-            assert len(app.connections) == 2
-            # A grace of an hour: only the registry seeing its last handler end can return early.
             with trio.fail_after(10):
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(answer_goodbye, one)
-                    nursery.start_soon(answer_goodbye, two)
-                    await app.shutdown_connections(3600)
-            assert len(app.connections) == 0
-        # Connections come and go again afterwards; a second shutdown with none open returns at once.
+                    nursery.start_soon(app.shutdown_connections, 3600)
+                    assert await ws.wait_closed() == (1001, "server shutting down")  # and answers it
+        assert len(app.connections) == 0
         async with client.websocket_connect("/ws"):
             await trio.testing.wait_all_tasks_blocked()
             assert len(app.connections) == 1
+        # A grace of an hour and nothing open: only an empty registry lets it return.
         with trio.fail_after(10):
             await app.shutdown_connections(3600)
 

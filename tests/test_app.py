@@ -224,9 +224,7 @@ async def test_exception_handler_receives_the_websocket() -> None:
 # -- shutdown --------------------------------------------------------------------
 
 
-async def test_after_a_shutdown_the_registry_counts_new_connections_and_a_second_one_returns_at_once() -> (
-    None
-):
+async def test_after_a_shutdown_new_connections_count_and_a_second_one_returns_at_once() -> None:
     # That a shutdown ends with the last handler, not at the grace, is in test_transport_contract.py.
     app = TrioAPI()
 

@@ -106,8 +106,8 @@ async def _send_after_close(websocket: WebSocket) -> None:
     ("misuse", "message", "client_sees"),
     [
         # Before accept the client is still waiting for an HTTP answer: a 500 with no detail.
-        (_receive_before_accept, 'call "await websocket.accept()" first', 500),
-        (_send_before_accept, 'call "await websocket.accept()" first', 500),
+        (_receive_before_accept, 'call "await websocket.accept()"', 500),
+        (_send_before_accept, 'call "await websocket.accept()"', 500),
         (_accept_twice, "call it once", (1011, "Internal Server Error")),
         # The close frame is out already: the misuse is logged, the client keeps the app's close.
         (_send_after_close, "already closed by the application", (4000, "closed first")),

@@ -888,6 +888,29 @@ async def test_a_handler_waiting_for_its_peer_to_leave_learns_it(transport: Tran
         await wait_until_empty(app)
 
 
+async def test_a_peer_that_answers_no_ping_is_dropped(live_transport: Transport) -> None:
+    # Keepalive is a server's: there is none in memory.
+    app, probe = TrioAPI(), Probe()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("ready")
+        try:
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect as exc:
+            probe.record("ended", exc.code)
+            raise
+
+    config = ServerConfig(ping_interval=0.2, idle_timeout=1.0, graceful_timeout=1.0)
+    async with live_transport.serve(app, config) as served, served.socket("/ws") as peer:
+        assert await peer.receive() == "ready"
+        # From now on it reads nothing and answers no ping.
+        assert await probe.wait_for("ended") == [1006]
+        await wait_until_empty(app)
+
+
 # -- the raw ASGI-message API -------------------------------------------------------------------
 
 

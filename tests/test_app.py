@@ -1,4 +1,8 @@
-"""The app, its routes and the per-connection error contract, through the in-memory TestClient."""
+"""The app and its routes through the in-memory TestClient, and what only the test client shows.
+
+The per-connection error contract (close codes, denials, tasks, shutdown) is the
+same on every transport: test_transport_contract.py checks it on all four.
+"""
 
 from __future__ import annotations
 
@@ -26,15 +30,6 @@ from trioapi.routing import APIWebSocketRoute, Match, NoMatchFound
 from trioapi.testing import TestClient, WebSocketRejected
 
 # -- routing -----------------------------------------------------------------
-
-
-async def test_unknown_path_is_denied_with_404() -> None:
-    app = TrioAPI()
-    async with TestClient(app) as client:
-        with pytest.raises(WebSocketRejected) as info:
-            async with client.websocket_connect("/nowhere"):
-                pass
-    assert info.value.status_code == 404
 
 
 async def test_without_denial_responses_every_refusal_is_a_403_close() -> None:
@@ -160,55 +155,7 @@ async def test_url_for_gives_an_absolute_ws_url() -> None:
         assert await ws.receive_text() == "ws://testserver/rooms/red"
 
 
-# -- the error contract ----------------------------------------------------------
-
-
-async def test_return_after_accept_closes_with_1000() -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        await websocket.send_text("bye")
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        assert await ws.receive_text() == "bye"
-        assert await ws.wait_closed() == (1000, "")
-
-
-async def test_return_without_accept_rejects_with_403() -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        return
-
-    async with TestClient(app) as client:
-        with pytest.raises(WebSocketRejected) as info:
-            async with client.websocket_connect("/ws"):
-                pass
-    assert info.value.status_code == 403
-
-
-async def test_exception_after_accept_closes_1011_without_detail_and_is_logged(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        raise ValueError("secret internal detail")
-
-    caplog.set_level(logging.ERROR, logger="trioapi")
-    async with (
-        TestClient(app, raise_server_exceptions=False) as client,
-        client.websocket_connect("/ws") as ws,
-    ):
-        code, reason = await ws.wait_closed()
-    assert code == 1011
-    assert "secret" not in reason
-    assert any("secret internal detail" in (r.exc_text or "") for r in caplog.records)
+# -- errors, as the test client shows them -----------------------------------------
 
 
 async def test_exception_is_reraised_into_the_test_by_default() -> None:
@@ -225,33 +172,6 @@ async def test_exception_is_reraised_into_the_test_by_default() -> None:
                 await ws.wait_closed()
 
 
-async def test_exception_before_accept_is_http_500() -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        raise RuntimeError("no")
-
-    async with TestClient(app, raise_server_exceptions=False) as client:
-        with pytest.raises(WebSocketRejected) as info:
-            async with client.websocket_connect("/ws"):
-                pass
-    assert info.value.status_code == 500
-    assert info.value.body == b""
-
-
-async def test_websocket_exception_closes_with_its_code() -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        raise WebSocketException(4003, "not allowed")
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        assert await ws.wait_closed() == (4003, "not allowed")
-
-
 async def test_websocket_exception_before_accept_rejects() -> None:
     app = TrioAPI()
 
@@ -264,75 +184,6 @@ async def test_websocket_exception_before_accept_rejects() -> None:
             async with client.websocket_connect("/ws"):
                 pass
     assert (info.value.status_code, info.value.code, info.value.reason) == (403, 1008, "policy")
-
-
-async def test_http_exception_before_accept_is_a_denial_response() -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        raise HTTPException(401, "who are you?", headers={"WWW-Authenticate": "Bearer"})
-
-    async with TestClient(app) as client:
-        with pytest.raises(WebSocketRejected) as info:
-            async with client.websocket_connect("/ws"):
-                pass
-    assert info.value.status_code == 401
-    assert info.value.headers["www-authenticate"] == "Bearer"
-    assert info.value.json() == {"detail": "who are you?"}
-
-
-async def test_http_exception_after_accept_closes_1008_with_the_detail() -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        raise HTTPException(403, "x" * 300)
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        code, reason = await ws.wait_closed()
-    assert code == 1008
-    assert reason == "x" * 123
-
-
-@pytest.mark.parametrize(
-    ("frame", "expected"),
-    [({"bytes": b"x"}, 1003), ({"text": "{nope"}, 1007)],
-)
-async def test_bad_client_data_closes_with_the_matching_code(frame: dict[str, Any], expected: int) -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        await websocket.receive_json()
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        if "bytes" in frame:
-            await ws.send_bytes(frame["bytes"])
-        else:
-            await ws.send_text(frame["text"])
-        code, _ = await ws.wait_closed()
-    assert code == expected
-
-
-async def test_app_message_size_limit_closes_with_1009() -> None:
-    app = TrioAPI(max_message_size=10)
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        async for text in websocket.iter_text():
-            await websocket.send_text(text)
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        await ws.send_text("short")
-        assert await ws.receive_text() == "short"
-        await ws.send_text("much too long for this app")
-        code, reason = await ws.wait_closed()
-    assert code == 1009
-    assert "limit of 10" in reason
 
 
 async def test_escaping_websocket_disconnect_is_normal(caplog: pytest.LogCaptureFixture) -> None:
@@ -372,153 +223,11 @@ async def test_exception_handler_receives_the_websocket() -> None:
         assert await ws.wait_closed() == (4000, "")
 
 
-async def test_one_crashing_connection_leaves_others_working() -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws/{name}")
-    async def endpoint(websocket: WebSocket, name: str) -> None:
-        await websocket.accept()
-        async for text in websocket.iter_text():
-            if text == "crash":
-                raise RuntimeError("crash")
-            await websocket.send_text(f"{name}:{text}")
-
-    async with TestClient(app, raise_server_exceptions=False) as client:
-        async with client.websocket_connect("/ws/a") as a, client.websocket_connect("/ws/b") as b:
-            await a.send_text("crash")
-            assert (await a.wait_closed())[0] == 1011
-            await b.send_text("still here")
-            assert await b.receive_text() == "b:still here"
-
-
-# -- connection-scoped concurrency -------------------------------------------------
-
-
-async def test_tasks_started_for_a_connection_end_with_it() -> None:
-    app = TrioAPI()
-    events: list[str] = []
-
-    async def ticker(websocket: WebSocket) -> None:
-        try:
-            while True:
-                await websocket.send_text("tick")
-                await trio.sleep(1)
-        finally:
-            events.append("ticker ended")
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        websocket.start_soon(ticker, websocket)
-        await websocket.receive_text()
-        events.append("handler returned")
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        assert await ws.receive_text() == "tick"
-        await ws.send_text("stop")
-        assert await ws.wait_closed() == (1000, "")
-    assert events == ["handler returned", "ticker ended"]
-
-
-async def test_a_connection_task_that_sees_a_disconnect_just_ends() -> None:
-    app = TrioAPI()
-    ended = trio.Event()
-
-    async def pusher(websocket: WebSocket) -> None:
-        try:
-            await websocket.wait_disconnected()
-            await websocket.send_text("too late")  # raises WebSocketDisconnect
-        finally:
-            ended.set()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        websocket.start_soon(pusher, websocket)
-        await ended.wait()
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        await ws.close(1000)
-    assert ended.is_set()
-
-
-async def test_a_failing_connection_task_closes_1011(autojump_clock: trio.testing.MockClock) -> None:
-    app = TrioAPI()
-
-    async def broken() -> None:
-        await trio.sleep(1)
-        raise KeyError("task bug")
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        websocket.start_soon(broken)
-        await websocket.receive_text()
-
-    async with (
-        TestClient(app, raise_server_exceptions=False) as client,
-        client.websocket_connect("/ws") as ws,
-    ):
-        assert (await ws.wait_closed())[0] == 1011
-
-
-async def test_push_only_handler_ends_when_the_client_vanishes(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    app = TrioAPI()
-    ended = trio.Event()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            with trio.move_on_after(3600):
-                async with trio.open_nursery() as nursery:
-
-                    async def push() -> None:
-                        while True:
-                            await websocket.send_text("data")
-                            await trio.sleep(0.1)
-
-                    nursery.start_soon(push)
-                    await websocket.wait_disconnected()
-                    nursery.cancel_scope.cancel()
-        finally:
-            ended.set()
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        assert await ws.receive_text() == "data"
-        await ws.vanish()
-        with trio.fail_after(1):
-            await ended.wait()
-
-
 # -- shutdown --------------------------------------------------------------------
 
 
-async def test_shutdown_sends_1001_and_handlers_see_it() -> None:
-    app = TrioAPI()
-    seen: list[int] = []
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            await websocket.receive_text()
-        except WebSocketDisconnect as exc:
-            seen.append(exc.code)
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        await trio.testing.wait_all_tasks_blocked()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(app.shutdown_connections, 1.0)
-            # Reading the close answers it, as a real client does: the handler sees 1001.
-            assert await ws.wait_closed() == (1001, "server shutting down")
-    assert seen == [1001]
-    assert len(app.connections) == 0
-
-
-async def test_shutdown_returns_when_the_last_handler_ends_not_at_the_grace() -> None:
+async def test_after_a_shutdown_new_connections_count_and_a_second_one_returns_at_once() -> None:
+    # That a shutdown ends with the last handler, not at the grace, is in test_transport_contract.py.
     app = TrioAPI()
 
     @app.websocket("/ws")
@@ -526,48 +235,20 @@ async def test_shutdown_returns_when_the_last_handler_ends_not_at_the_grace() ->
         await websocket.accept()
         await websocket.wait_disconnected()
 
-    async def answer_goodbye(ws: Any) -> None:
-        assert await ws.wait_closed() == (1001, "server shutting down")  # and answers it
-
     async with TestClient(app) as client:
-        async with client.websocket_connect("/ws") as one, client.websocket_connect("/ws") as two:
+        async with client.websocket_connect("/ws") as ws:
             await trio.testing.wait_all_tasks_blocked()
-            assert len(app.connections) == 2
-            # A grace of an hour: only the registry seeing its last handler end can return early.
             with trio.fail_after(10):
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(answer_goodbye, one)
-                    nursery.start_soon(answer_goodbye, two)
-                    await app.shutdown_connections(3600)
-            assert len(app.connections) == 0
-        # Connections come and go again afterwards; a second shutdown with none open returns at once.
+                    nursery.start_soon(app.shutdown_connections, 3600)
+                    assert await ws.wait_closed() == (1001, "server shutting down")  # and answers it
+        assert len(app.connections) == 0
         async with client.websocket_connect("/ws"):
             await trio.testing.wait_all_tasks_blocked()
             assert len(app.connections) == 1
+        # A grace of an hour and nothing open: only an empty registry lets it return.
         with trio.fail_after(10):
             await app.shutdown_connections(3600)
-
-
-async def test_shutdown_cancels_a_handler_still_running_after_the_grace() -> None:
-    app = TrioAPI()
-    outcome: list[str] = []
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            await trio.sleep_forever()  # never looks at the socket, so never sees the goodbye
-        except trio.Cancelled:
-            outcome.append("cancelled")
-            raise
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        await trio.testing.wait_all_tasks_blocked()
-        with trio.fail_after(10):
-            await app.shutdown_connections(0.05)
-        assert outcome == ["cancelled"]
-        assert len(app.connections) == 0
-        assert await ws.wait_closed() == (1001, "server shutting down")
 
 
 # -- lifespan ----------------------------------------------------------------------

@@ -87,33 +87,6 @@ async def test_the_handlers_own_timeout_around_receive_stays_a_timeout() -> None
     assert server.closes() == [1000]
 
 
-async def test_a_connection_ends_only_after_its_tasks_have() -> None:
-    app = TrioAPI()
-    finished: list[str] = []
-
-    async def background(websocket: WebSocket) -> None:
-        try:
-            await trio.sleep_forever()
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.sleep(0.01)  # cleanup that takes a moment
-            finished.append("task")
-
-    @app.websocket("/tasks")
-    async def tasks(websocket: WebSocket) -> None:
-        await websocket.accept()
-        websocket.start_soon(background, websocket)
-        await websocket.receive_text()
-
-    server = FakeServer("/tasks")
-    server.to_app.send_nowait({"type": "websocket.receive", "text": "bye", "bytes": None})
-    with trio.fail_after(5):
-        await server.serve(app)
-        finished.append("connection")
-    assert finished == ["task", "connection"]
-    assert server.closes() == [1000]
-
-
 async def test_after_the_apps_close_the_app_returns_once_the_peer_answers() -> None:
     """RFC 6455: the server ends the connection after the peer's close, in one place.
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import open_websocket_url
 
 from examples import basic
 from trioapi import TrioAPI
 from trioapi.pytest_plugin import LiveServer
 from trioapi.testing import TestClient
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
@@ -28,8 +30,30 @@ async def test_live_server_fixture_serves_a_real_socket(live_server: LiveServer)
         assert await ws.get_message() == "Message text was: over TCP"
 
 
-async def test_live_server_rejects_unknown_paths_with_404(live_server: LiveServer) -> None:
-    with pytest.raises(ConnectionRejected) as info:
-        async with open_websocket_url(live_server.ws_url("/missing")):
+@pytest.mark.xfail(
+    strict=True,
+    reason="trioapi/pytest_plugin.py: live_server is parametrized over hypercorn and native only; SPEC 7 "
+    "and issue 17 item 2 ask for a live_server on trio-websocket too (serve(server='trio-websocket') "
+    "works through it when asked for by indirect parametrization, see test_stress.py)",
+)
+def test_live_server_serves_the_app_on_every_server_by_default(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    pytester.makepyfile(
+        """
+        import pytest
+        from trioapi import TrioAPI
+
+        @pytest.fixture
+        def app():
+            return TrioAPI()
+
+        async def test_kind(live_server):
             pass
-    assert info.value.status_code == 404
+        """
+    )
+    result = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:cacheprovider")
+    collected = sorted(line for line in result.outlines if line.startswith("test_"))
+    kinds = ["hypercorn", "native", "trio-websocket"]
+    assert collected == [
+        f"test_live_server_serves_the_app_on_every_server_by_default.py::test_kind[{k}]" for k in kinds
+    ]

@@ -1,4 +1,8 @@
-"""Serving: limits, workers, plain HTTP on the native transport, and embedding with ``trioapi.serve``."""
+"""Serving from the command line and ``trioapi.serve``: limits, workers, lifespan failures, handshakes, pings.
+
+What every transport does the same (close codes, 1001 on shutdown, ...) is in
+test_transport_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -33,19 +37,6 @@ async def test_a_message_over_the_size_limit_closes_with_1009(kind: str) -> None
         assert "Traceback" not in server.output
 
 
-async def test_native_transport_answers_plain_http_with_426() -> None:
-    with running_server("native", "examples.basic:app") as server:
-        with trio.fail_after(10):
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            async with stream:
-                await stream.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                response = b""
-                while chunk := await stream.receive_some(4096):
-                    response += chunk
-        assert response.startswith(b"HTTP/1.1 426 Upgrade Required\r\n")
-        assert b"Upgrade: websocket" in response
-
-
 @pytest.mark.parametrize("kind", ["trioapi-hypercorn", "native", "hypercorn"])
 @pytest.mark.parametrize("delivery", ["master", "group"])
 async def test_workers_share_the_port_and_stop_together(kind: str, delivery: str) -> None:
@@ -69,23 +60,6 @@ async def test_workers_share_the_port_and_stop_together(kind: str, delivery: str
         assert returncode == 0
         assert server.output.count("teardown") == 6
         assert "Traceback" not in server.output
-
-
-@pytest.mark.parametrize("server_kind", ["hypercorn", "native"])
-async def test_serve_reports_the_port_and_stops_with_its_trigger(server_kind: str) -> None:
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(
-            partial(trioapi.serve, basic.app, port=0, server=server_kind, shutdown_trigger=stop.wait)
-        )
-        assert port > 0
-        async with open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
-            await ws.send_message("embedded")
-            assert await ws.get_message() == "Message text was: embedded"
-            stop.set()
-            with pytest.raises(ConnectionClosed) as info:
-                await ws.get_message()
-        assert info.value.reason.code == 1001
 
 
 @pytest.mark.parametrize("kind", ["trioapi-hypercorn", "native"])

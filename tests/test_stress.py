@@ -1,4 +1,4 @@
-"""A bounded stress test on both servers: many connections, random order, some vanish; nothing leaks.
+"""A bounded stress test on every server: many connections, random order, some vanish; nothing leaks.
 
 Uses the pytest plugin's ``live_server`` fixture, so the server runs in this
 process and its registry, tasks and file descriptors can be inspected.
@@ -68,6 +68,7 @@ async def _vanishing_client(server: LiveServer) -> None:
         await stream.aclose()
 
 
+@pytest.mark.parametrize("live_server", ["hypercorn", "native", "trio-websocket"], indirect=True)
 async def test_many_connections_in_random_order_leak_nothing(live_server: LiveServer, app: TrioAPI) -> None:
     rng = random.Random(1234)
     await trio.sleep(0.1)

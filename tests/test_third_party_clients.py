@@ -1,10 +1,12 @@
-"""The examples on real servers, driven by clients that are not trio-websocket.
+"""The examples on real servers, driven by third-party clients.
 
 Every example is served by ``hypercorn --worker-class trio examples.X:app`` and by
-``trioapi run examples.X:app --server trio-websocket`` (``KINDS``) and driven by
+``trioapi run examples.X:app --server native|trio-websocket`` (``KINDS``), each
+server started once for the module, and driven by
 
 - the ``websockets`` library's sync client (run in a worker thread, every call
-  with a timeout), and
+  with a timeout),
+- trio-websocket's own client (the seed's examples, at the end), and
 - a raw-socket client for what no well-behaved library sends: handshakes
   without a key, plain HTTP, invalid UTF-8, unmasked frames, pings inside a
   fragmented message, frames after the server's close, a TCP reset.
@@ -26,7 +28,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from functools import partial
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
+import trio_websocket
 from servers import KINDS, ServerProcess, running_server
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -79,6 +82,8 @@ SHARED = [
     ("custom_close", {"PURPOSE": "late-ping"}),
     ("json_messages", {"PURPOSE": "crash"}),
     ("json_messages", {"PURPOSE": "hostile"}),
+    # Its own, so that no leaver of an earlier test says goodbye to this one's members.
+    ("connection_manager", {"PURPOSE": "trio-websocket-client"}),
 ]
 
 
@@ -317,22 +322,6 @@ async def test_basic_echo_unicode_fragments_and_ping(serve: Get, kind: str) -> N
 
 
 @kinds
-@pytest.mark.parametrize(("example", "path"), [("basic", "/ws"), ("json_messages", "/ws/json")])
-async def test_a_binary_frame_to_a_text_endpoint_closes_with_1003(
-    serve: Get, kind: str, example: str, path: str
-) -> None:
-    server = serve(kind, example)
-
-    def scenario() -> tuple[int, str]:
-        with ws(server, path) as conn:
-            conn.send(b'{"n": 1}')
-            return closed(conn)
-
-    assert await run(scenario) == (1003, "expected a text message, got binary")
-    assert_clean(server)
-
-
-@kinds
 async def test_path_params(serve: Get, kind: str) -> None:
     server = serve(kind, "path_params")
 
@@ -488,31 +477,6 @@ async def test_custom_close_from_the_server(serve: Get, kind: str) -> None:
 
     assert await run(scenario, "close") == (1000, "Client requested close")
     assert await run(scenario, "error") == (1011, "Server error occurred")
-    assert_clean(server)
-
-
-@kinds
-async def test_client_close_codes_and_reasons(serve: Get, kind: str) -> None:
-    server = serve(kind, "custom_close")
-    cases = [(4000, "custom"), (4999, "é" * 61), (4321, ""), (1001, "leaving")]
-
-    def scenario(code: int, reason: str) -> None:
-        with ws(server, "/ws/custom-close") as conn:
-            conn.send("a")
-            assert conn.recv(timeout=TIMEOUT) == "Received: a"
-            conn.close(code, reason)
-            assert (conn.close_code, conn.close_reason) == (code, reason)  # echoed by the server
-
-    for code, reason in cases:
-        await run(scenario, code, reason)
-    for code, reason in cases:
-        if kind != "hypercorn":
-            # trioapi's own servers hand the client's real code and reason to the handler ...
-            line = f"WebSocket disconnected with code: {code}, reason: {reason}\n"
-        else:
-            # ... hypercorn reports every client-initiated close as 1006 (hypercorn#127).
-            line = "WebSocket disconnected with code: 1006, reason: \n"
-        await run(wait_for_output, server, line)
     assert_clean(server)
 
 
@@ -1022,37 +986,131 @@ async def test_hostile_json_is_invalid_data_not_a_crash(serve: Get, kind: str) -
     assert_clean(server)
 
 
-# --------------------------------------------------------------------------- shutdown
+# --------------------------------------------------------------------------- with trio-websocket's client
 
-GRACE = 1
+TrioWebSocketScenario = Callable[[ServerProcess], Awaitable[None]]
 
 
-@pytest.mark.parametrize(
-    ("kind", "delivery"),
-    [
-        ("hypercorn", "master"),
-        ("hypercorn", "group"),
-        ("native", "master"),
-        ("native", "group"),
-    ],
-)
-async def test_sigterm_says_1001_to_open_clients(kind: str, delivery: str) -> None:
-    with running_server(kind, "examples.basic:app", "--graceful-timeout", str(GRACE)) as server:
+async def _tw_rejected(url: str, **kwargs: Any) -> trio_websocket.ConnectionRejected:
+    with pytest.raises(trio_websocket.ConnectionRejected) as info:
+        async with trio_websocket.open_websocket_url(url, **kwargs):
+            pass
+    return info.value
 
-        def scenario() -> tuple[int, str]:
-            with ws(server, "/ws") as conn:
-                conn.send("a")
-                assert conn.recv(timeout=TIMEOUT) == "Message text was: a"
-                if delivery == "master":
-                    os.kill(server.process.pid, signal.SIGTERM)
-                else:
-                    os.killpg(server.process.pid, signal.SIGTERM)
-                return closed(conn)
 
-        # hypercorn's own CLI says goodbye when its graceful timeout runs out (signalled at
-        # its master) or at once (its worker signalled too, with the group); the native
-        # transport at once.
-        assert await run(scenario) == (1001, "server shutting down")
-        assert server.process.wait(10) == 0
-        assert "Client disconnected" in server.output
-        assert_clean(server)
+async def _tw_closed(connection: trio_websocket.WebSocketConnection) -> tuple[int, str | None]:
+    with pytest.raises(trio_websocket.ConnectionClosed) as info:
+        await connection.get_message()
+    reason = info.value.reason
+    assert reason is not None
+    return reason.code, reason.reason
+
+
+async def _tw_basic(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws")) as ws:
+        await ws.send_message("hello")
+        assert await ws.get_message() == "Message text was: hello"
+
+
+async def _tw_path_params(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws/42")) as ws:
+        await ws.send_message("hi")
+        assert await ws.get_message() == "Client 42: hi"
+    assert (await _tw_rejected(server.url("/ws/abc"))).status_code == 403
+
+
+async def _tw_dependencies(server: ServerProcess) -> None:
+    good = [(b"authorization", b"Bearer valid-token")]
+    async with trio_websocket.open_websocket_url(server.url("/ws"), extra_headers=good) as ws:
+        assert await ws.get_message() == "Authenticated with token: valid-token"
+        await ws.send_message("ping")
+        assert await ws.get_message() == "Echo: ping"
+    denied = await _tw_rejected(server.url("/ws"), extra_headers=[(b"authorization", b"Bearer wrong")])
+    assert denied.status_code == 401
+    assert json.loads(denied.body or b"{}") == {"detail": "Invalid token"}
+    assert (await _tw_rejected(server.url("/ws"))).status_code in (401, 403)
+
+
+async def _tw_json_messages(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws/json")) as ws:
+        await ws.send_message('{"n": 1}')
+        reply = json.loads(await ws.get_message())
+        assert reply["original_message"] == {"n": 1}
+        await ws.send_message("{broken")
+        assert (await _tw_closed(ws))[0] == 1007
+
+
+async def _tw_connection_manager(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws/1")) as one:
+        async with trio_websocket.open_websocket_url(server.url("/ws/2")) as two:
+            await one.send_message("hi")
+            assert await one.get_message() == "You wrote: hi"
+            assert await one.get_message() == "Client #1 says: hi"
+            assert await two.get_message() == "Client #1 says: hi"
+        assert await one.get_message() == "Client #2 left the chat"
+
+
+async def _tw_query_params(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws?room=lobby&user_id=7")) as ws:
+        assert await ws.get_message() == "Welcome to room lobby, user 7!"
+        await ws.send_message("yo")
+        assert await ws.get_message() == "[lobby] User 7: yo"
+    assert (await _tw_rejected(server.url("/ws?room=lobby"))).status_code == 403
+    assert (await _tw_rejected(server.url("/ws?room=lobby&user_id=x"))).status_code == 403
+
+
+async def _tw_error_handling(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/ws/safe")) as ws:
+        await ws.send_message("{nope")
+        assert json.loads(await ws.get_message()) == {"error": "Invalid JSON format"}
+        await ws.send_message('{"action": "go"}')
+        assert json.loads(await ws.get_message()) == {"success": True, "action": "go", "data": None}
+
+
+async def _tw_custom_close(server: ServerProcess) -> None:
+    for command, code, reason in [
+        ("close", 1000, "Client requested close"),
+        ("error", 1011, "Server error occurred"),
+    ]:
+        async with trio_websocket.open_websocket_url(server.url("/ws/custom-close")) as ws:
+            await ws.send_message("x")
+            assert await ws.get_message() == "Received: x"
+            await ws.send_message(command)
+            assert await _tw_closed(ws) == (code, reason)
+
+
+async def _tw_routes(server: ServerProcess) -> None:
+    async with trio_websocket.open_websocket_url(server.url("/v1/rooms/blue")) as ws:
+        assert json.loads(await ws.get_message()) == {"room": "blue", "url": "/v1/rooms/blue"}
+    assert (await _tw_rejected(server.url("/nowhere"))).status_code == 404
+
+
+#: Each seed example with trio-websocket's client: (scenario, the server's environment).
+TRIO_WEBSOCKET_SCENARIOS: dict[str, tuple[TrioWebSocketScenario, dict[str, str]]] = {
+    "basic": (_tw_basic, {}),
+    "path_params": (_tw_path_params, {}),
+    "dependencies": (_tw_dependencies, {}),
+    "json_messages": (_tw_json_messages, {}),
+    "connection_manager": (_tw_connection_manager, {"PURPOSE": "trio-websocket-client"}),
+    "query_params": (_tw_query_params, {}),
+    "error_handling": (_tw_error_handling, {}),
+    "custom_close": (_tw_custom_close, {}),
+    "routes": (_tw_routes, {}),
+}
+
+
+@kinds
+@pytest.mark.parametrize("example", sorted(TRIO_WEBSOCKET_SCENARIOS))
+async def test_a_seed_example_with_trio_websockets_client(serve: Get, kind: str, example: str) -> None:
+    scenario, env = TRIO_WEBSOCKET_SCENARIOS[example]
+    server = serve(kind, example, **env)
+    finished = False
+    with trio.fail_after(20):
+        try:
+            await scenario(server)
+            finished = True
+        finally:
+            # trio-websocket's client can leak its reader's Cancelled (python-trio/trio-websocket#184),
+            # which pytest-trio would swallow along with the rest of the scenario.
+            assert finished, "the scenario did not run to its end"
+    assert_clean(server)

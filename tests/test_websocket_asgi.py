@@ -79,24 +79,11 @@ async def test_accept_with_a_subprotocol_the_client_did_not_offer_is_an_error(pe
     assert peer.sent == []
 
 
-async def test_accept_twice_is_an_error(peer: Peer) -> None:
-    ws = peer.websocket()
-    await ws.accept()
-    with pytest.raises(RuntimeError, match="call it once"):
-        await ws.accept()
-
-
 @pytest.mark.parametrize("call", ["receive_text", "receive_bytes", "receive_json"])
 async def test_receive_before_accept_is_an_error(peer: Peer, call: str) -> None:
     ws = peer.websocket()
     with pytest.raises(RuntimeError, match="accept"):
         await getattr(ws, call)()
-
-
-async def test_send_before_accept_is_an_error(peer: Peer) -> None:
-    ws = peer.websocket()
-    with pytest.raises(RuntimeError, match="accept"):
-        await ws.send_text("hi")
 
 
 async def test_text_bytes_and_json_round_trip(peer: Peer) -> None:

@@ -6,8 +6,6 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import trio
-
 from trioapi import Depends, TrioAPI, WebSocket, WebSocketDisconnect
 from trioapi.server import _process
 
@@ -44,20 +42,6 @@ async def echo(websocket: WebSocket, name: str) -> None:
         if text == "crash":
             raise RuntimeError(f"{name} crashed on purpose")
         await websocket.send_text(f"{name}:{text}")
-
-
-@app.websocket("/push")
-async def push(websocket: WebSocket) -> None:
-    await websocket.accept()
-
-    async def ticks() -> None:
-        while True:
-            await websocket.send_text("tick")
-            await trio.sleep(0.05)
-
-    websocket.start_soon(ticks)
-    gone = await websocket.wait_disconnected()
-    print(f"push ended {gone.code}", flush=True)
 
 
 @asynccontextmanager

@@ -30,12 +30,6 @@ async def test_live_server_fixture_serves_a_real_socket(live_server: LiveServer)
         assert await ws.get_message() == "Message text was: over TCP"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trioapi/pytest_plugin.py: live_server is parametrized over hypercorn and native only; SPEC 7 "
-    "and issue 17 item 2 ask for a live_server on trio-websocket too (serve(server='trio-websocket') "
-    "works through it when asked for by indirect parametrization, see test_stress.py)",
-)
 def test_live_server_serves_the_app_on_every_server_by_default(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\ntrio_mode = true\n")
     pytester.makepyfile(

@@ -151,15 +151,6 @@ async def test_a_misuse_of_the_websocket_is_a_runtime_error_in_the_handler(
 async def test_the_handshake_details_reach_the_handler(
     transport: Transport, request: pytest.FixtureRequest
 ) -> None:
-    known_bug(
-        request,
-        transport,
-        "memory",
-        "TestClient puts the percent-encoded path in scope['path'] (trioapi/testing.py _split_target/_scope: "
-        "no unquote), where ASGI servers and trioapi's own put the decoded one and keep the encoded one in "
-        "raw_path: the handler gets path parameter 'caf%C3%A9' and url.path '/items/caf%C3%A9', "
-        "not 'café'",
-    )
     app = TrioAPI()
 
     @app.websocket("/items/{name}")
@@ -374,15 +365,6 @@ async def test_a_ping_that_crosses_the_servers_close_leaves_the_handler_running(
     live_transport: Transport, request: pytest.FixtureRequest
 ) -> None:
     # A client's keepalive ping may be on its way as the server closes; frames need a socket.
-    known_bug(
-        request,
-        live_transport,
-        "trio-websocket",
-        "trio-websocket's reader answers the ping with a pong that wsproto refuses in LOCAL_CLOSING "
-        "(LocalProtocolError, python-trio/trio-websocket#184); the reader task fails, its nursery in "
-        "server/_trio_websocket.py _serve_socket is cancelled, and so is the handler, inside "
-        "websocket.close(): the code after close() never runs",
-    )
     app, probe = TrioAPI(), Probe()
 
     @app.websocket("/ws")

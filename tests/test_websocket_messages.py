@@ -17,39 +17,6 @@ from trioapi.testing import TestClient, WebSocketRejected
 from trioapi.websockets import WebSocketDisconnected
 
 
-async def test_receive_gives_connect_then_messages_of_both_kinds_then_one_disconnect() -> None:
-    app = TrioAPI()
-    seen: list[Any] = []
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        seen.append(await websocket.receive())
-        await websocket.send({"type": "websocket.accept"})
-        while True:
-            message = await websocket.receive()
-            seen.append(message)
-            if message["type"] == "websocket.disconnect":
-                break
-            await websocket.send(
-                {"type": "websocket.send", **{k: v for k, v in message.items() if k != "type"}}
-            )
-        with pytest.raises(RuntimeError, match="once a disconnect message has been received"):
-            await websocket.receive()
-
-    async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
-        await ws.send_text("hi")
-        assert await ws.receive_text() == "hi"
-        await ws.send_bytes(b"\x00\x01")
-        assert await ws.receive_bytes() == b"\x00\x01"
-        await ws.close(4002, "bye")
-    assert seen == [
-        {"type": "websocket.connect"},
-        {"type": "websocket.receive", "text": "hi"},
-        {"type": "websocket.receive", "bytes": b"\x00\x01"},
-        {"type": "websocket.disconnect", "code": 4002, "reason": "bye"},
-    ]
-
-
 async def test_send_accept_with_a_subprotocol_and_headers() -> None:
     app = TrioAPI()
 
@@ -62,73 +29,6 @@ async def test_send_accept_with_a_subprotocol_and_headers() -> None:
         assert ws.accepted_subprotocol == "v2"
         assert ws.response_headers["x-a"] == "1"
         assert await ws.wait_closed() == (4000, "")
-
-
-async def test_a_denial_response_sent_as_messages_reaches_the_client() -> None:
-    app = TrioAPI()
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.send(
-            {"type": "websocket.http.response.start", "status": 401, "headers": [(b"www-authenticate", b"x")]}
-        )
-        await websocket.send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
-        await websocket.send({"type": "websocket.http.response.body", "body": b"entry"})
-
-    async with TestClient(app) as client:
-        with pytest.raises(WebSocketRejected) as rejected:
-            async with client.websocket_connect("/ws"):
-                pass
-    assert (rejected.value.status_code, rejected.value.body) == (401, b"no entry")
-    assert rejected.value.headers["www-authenticate"] == "x"
-
-
-@pytest.mark.parametrize(
-    ("before", "message", "error"),
-    [
-        ([], {"type": "websocket.send", "text": "x"}, '"websocket.accept", "websocket.close" or'),
-        (
-            [{"type": "websocket.accept"}],
-            {"type": "websocket.http.response.start", "status": 403},
-            '"websocket.send" or',
-        ),
-        (
-            [{"type": "websocket.http.response.start", "status": 403}],
-            {"type": "websocket.http.response.start", "status": 403},
-            '"websocket.http.response.body"',
-        ),
-        (
-            [{"type": "websocket.accept"}, {"type": "websocket.close"}],
-            {"type": "websocket.close"},
-            "once a close message has been sent",
-        ),
-    ],
-    ids=["send-before-accept", "response-after-accept", "duplicate-start", "duplicate-close"],
-)
-async def test_send_refuses_a_message_the_state_does_not_allow(
-    before: list[dict[str, Any]], message: dict[str, Any], error: str
-) -> None:
-    app = TrioAPI()
-    raised: list[str] = []
-
-    @app.websocket("/ws")
-    async def endpoint(websocket: WebSocket) -> None:
-        for earlier in before:
-            await websocket.send(earlier)
-        try:
-            await websocket.send(message)
-        except RuntimeError as exc:
-            raised.append(str(exc))
-        if not before:
-            await websocket.close()
-
-    async with TestClient(app) as client:
-        try:
-            async with client.websocket_connect("/ws") as ws:
-                await ws.wait_closed()
-        except WebSocketRejected:
-            pass
-    assert len(raised) == 1 and error in raised[0]
 
 
 async def test_receive_after_the_handshake_was_refused_is_an_error() -> None:

@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from http.cookies import CookieError, SimpleCookie
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import attrs
 import trio
@@ -447,7 +447,7 @@ class TestClient:
             "server": (self._host, self._port),
             "client": self.client,
             "root_path": "",
-            "path": route_path,
+            "path": unquote(route_path),  # decoded, as servers give it; raw_path keeps it as sent
             "raw_path": route_path.encode("latin-1"),
             "query_string": query,
             "headers": raw,

@@ -21,7 +21,7 @@ import random
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import trio
@@ -140,7 +140,7 @@ async def _handshake_and_serve(
         # 426): then no request will come, so stop waiting for one.
         replayed = _Replayed(stream, head + rest, on_close=handshake.cancel)
         request = await wrap_server_stream(
-            nursery,
+            cast("trio.Nursery", _ReaderHost(nursery)),
             replayed,
             message_queue_size=MESSAGE_QUEUE_SIZE,
             max_message_size=config.max_message_size,
@@ -217,6 +217,32 @@ def _dropped(error: BaseException) -> bool:
 
 def _address(sockname: Any) -> Address:
     return (str(sockname[0]), int(sockname[1]))
+
+
+class _ReaderHost:
+    """Hosts trio-websocket's reader task in a nursery, without letting its failure cancel the handler.
+
+    trio-websocket's reader fails when a client's ping arrives after our close frame
+    (wsproto refuses the pong: python-trio/trio-websocket#184). By then nothing is
+    left for the reader to do; in the connection's nursery its exception would cancel
+    the handler in the middle of its ``close()``. Here it ends the reader alone.
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+    def start_soon(self, fn: Callable[[], Awaitable[None]], name: object = None) -> None:
+        """What ``wrap_server_stream`` calls, once, with the reader."""
+        self._nursery.start_soon(_reader_quietly, fn, name=name or fn)
+
+
+async def _reader_quietly(reader: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await reader()
+    except Exception as error:
+        if not _dropped(error):
+            raise
+        logger.debug("trio-websocket's reader ended: %r", error)
 
 
 class _Replayed(trio.abc.Stream):

@@ -333,7 +333,7 @@ def test_the_command_prints_the_document_and_refuses_what_is_not_an_app() -> Non
         env=env,
     )
     assert refused.returncode == 1
-    assert "is not a TrioAPI app" in refused.stderr
+    assert "is not an ASGI app" in refused.stderr  # load_app checks it before asyncapi() is looked for
 
 
 # -- the official parser ------------------------------------------------------------------------

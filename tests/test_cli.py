@@ -7,11 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
-from servers import ROOT, free_port, running_server
-from trio_websocket import open_websocket_url
+from servers import ROOT, free_port, running_command, running_server
+from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 KINDS = ("trioapi-hypercorn", "native", "trio-websocket")
 
@@ -196,3 +197,52 @@ def test_help_states_every_default() -> None:
             continue
         block = text.split(option, 1)[1].split("  --", 1)[0]
         assert "default" in block, f"{option}: no default stated in {block!r}"
+
+
+RELOADED_APP = """
+from trioapi import TrioAPI, WebSocket
+
+app = TrioAPI()
+
+
+@app.websocket("/ws")
+async def endpoint(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text({greeting!r})
+    await websocket.receive_text()
+"""
+
+
+async def _greeting(port: int) -> str:
+    async with open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
+        return str(await ws.get_message())
+
+
+async def test_reload_says_1001_to_open_clients_and_serves_the_new_code(tmp_path: Path) -> None:
+    (tmp_path / "reloaded.py").write_text(RELOADED_APP.format(greeting="before"))
+    port = free_port()
+    argv = [sys.executable, "-m", "trioapi", "run", "reloaded:app", "--port", str(port)]
+    argv += ["--reload", "--reload-dir", str(tmp_path)]
+    with running_command(argv, port, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}) as server:
+        with trio.fail_after(30):
+            async with open_websocket_url(server.url("/ws")) as ws:
+                assert await ws.get_message() == "before"
+                (tmp_path / "reloaded.py").write_text(RELOADED_APP.format(greeting="after"))
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.get_message()
+            assert closed.value.reason is not None and closed.value.reason.code == 1001
+            greeting = ""
+            while greeting != "after":  # the next child serves the new code, on the same port
+                try:
+                    greeting = await _greeting(port)
+                except (OSError, ConnectionClosed, HandshakeError):
+                    await trio.sleep(0.1)
+        assert server.terminate() == 0
+        output = server.output
+    assert "reloaded.py changed: restarting" in output
+    assert "Traceback" not in output
+
+
+def test_reload_with_workers_is_refused_in_one_line() -> None:
+    line = _one_line_error(trioapi("run", "examples.basic:app", "--reload", "--workers", "2"))
+    assert "--reload serves from one process" in line

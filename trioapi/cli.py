@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -108,6 +109,18 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="worker processes sharing the socket; one that dies is restarted (default: 1)",
+    )
+    how.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the server when a Python file changes, for development; open WebSockets get "
+        "1001 at each restart (default: off)",
+    )
+    how.add_argument(
+        "--reload-dir",
+        action="append",
+        metavar="DIR",
+        help="a folder --reload watches; repeat for more (default: the current folder)",
     )
     defaults = ServerConfig()
     limits = run.add_argument_group("limits")
@@ -287,6 +300,77 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0 if signalled and all(worker.returncode in clean for worker in workers) else 1
 
 
+def _listening_socket(args: argparse.Namespace) -> socket.socket:
+    """The socket a supervisor binds once and its child processes share (inherited by number)."""
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _reload(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--reload``: serve from a child process, and replace it whenever a Python file changes.
+
+    The socket is bound here, once, so the port stays open across restarts and
+    clients that reconnect find the new code. Each restart stops the child as a
+    SIGTERM would (open WebSockets get 1001, teardown runs); a child that fails
+    to start (a syntax error in the file just saved) is started again at the next change.
+    """
+    try:
+        from watchfiles import PythonFilter, watch
+    except ImportError:
+        raise SystemExit('trioapi: --reload needs watchfiles: pip install "trioapi[reload]"') from None
+    sock = _listening_socket(args)
+    port = sock.getsockname()[1]
+    child_argv = [
+        sys.executable,
+        "-m",
+        "trioapi",
+        *(a for a in argv if a != "--reload"),
+        "--fd",
+        str(sock.fileno()),
+    ]
+    directories = [os.path.abspath(path) for path in (args.reload_dir or [os.getcwd()])]
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    logger.info("%s", _banner(args, port))
+    logger.info("watching %s for changes to Python files", ", ".join(directories))
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(child_argv, pass_fds=[sock.fileno()])
+
+    def stop_child(child: subprocess.Popen[bytes]) -> None:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=args.graceful_timeout + 5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    child = start()
+    try:
+        for changes in watch(*directories, watch_filter=PythonFilter(), stop_event=stop, rust_timeout=500):
+            changed = sorted({os.path.relpath(path) for _, path in changes})
+            logger.info(
+                "%s changed: restarting", ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
+            )
+            stop_child(child)
+            child = start()
+    finally:
+        stop_child(child)
+        sock.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``trioapi`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -298,6 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         args.log_level, args.log_format, access_log=args.access_log, config_file=args.log_config
     )
+    if args.reload:
+        if args.workers > 1:
+            raise SystemExit("trioapi: --reload serves from one process; drop --workers")
+        try:
+            return _reload(args, argv)
+        except OSError as exc:
+            raise SystemExit(f"trioapi: cannot serve on {args.host}:{args.port}: {exc}") from None
     if args.workers > 1:
         try:
             return _supervise(args, [a for a in argv])

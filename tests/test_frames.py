@@ -16,8 +16,8 @@ import pytest
 from wsproto.connection import CLIENT, Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from trioapi.transports import _frames
-from trioapi.transports._frames import CLOSE, PING, PONG, FrameReader, ProtocolError, close_frame, frame
+from trioapi.protocol import CLOSE, PING, PONG, FrameReader, ProtocolError, close_frame, frame
+from trioapi.protocol import reader as _frames
 
 
 def masked(first: int, payload: bytes, *, length_bytes: bytes | None = None, mask: bool = True) -> bytes:

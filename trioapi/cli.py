@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="leave the garbage collector's settings alone",
     )
+    run.add_argument(
+        "--no-compression",
+        dest="compression",
+        action="store_false",
+        help="native server: refuse permessage-deflate",
+    )
     run.add_argument("--log-level", default="info", help="logging level (default info)")
     run.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's inherited socket
     return parser
@@ -95,6 +101,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         graceful_timeout=args.graceful_timeout,
         handshake_timeout=args.handshake_timeout,
         tune_gc=args.tune_gc,
+        compression=args.compression,
     )
 
 

@@ -24,6 +24,9 @@ class ServerConfig:
     graceful_timeout: float = 5.0
     #: Seconds a client has to complete its handshake.
     handshake_timeout: float = 10.0
+    #: Native server: agree to permessage-deflate (RFC 7692) when a client offers it,
+    #: as browsers do. hypercorn negotiates compression by its own rules.
+    compression: bool = True
     #: Whether the app tunes the garbage collector once started (``tune_gc``):
     #: ``serve()`` sets the app's ``tune_gc`` to this. Off by default here, since
     #: it changes the whole process you embed the server in; ``trioapi run``, which

@@ -62,6 +62,7 @@ async def serve_native(
         handshake_timeout=config.handshake_timeout,
         ping_interval=config.ping_interval,
         ping_timeout=_ping_deadline(config),
+        compression=config.compression,
     )
     lifespan = LifespanDriver(app)
     async with trio.open_nursery() as app_nursery:

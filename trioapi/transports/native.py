@@ -1,18 +1,22 @@
-"""The native transport: trioapi's own accept loop, frames read in the handler's task.
+"""The native transport's I/O: sockets, the write hand-off, the stand-in reader, the supervisor.
+
+The protocol itself (frames, permessage-deflate, the close handshake) is
+``trioapi.protocol``, which does no I/O; this module moves its bytes. The
+accept loop and the HTTP handshake are ``trioapi.server._native``.
 
 A handler waiting in ``receive_*`` reads its socket itself: the bytes go
-through the frame parser (``_frames``; wsproto does the HTTP handshake) and the
-message is returned from the same task, without a reader task or a channel
-between socket and handler (trio-websocket's design, which costs two task
-switches per message). Pings and closes that arrive meanwhile are answered on
-the spot.
+through the frame reader and the message is returned from the same task,
+without a reader task or a channel between socket and handler
+(trio-websocket's design, which costs two task switches per message). Pings
+and closes that arrive meanwhile are answered on the spot.
 
 A handler that is *not* receiving (it only sends, or waits on something else)
 still has its pings answered and its peer's close seen: the server's
 ``Supervisor`` notices a connection whose handler has not asked for a message
-for a while and starts a reader for it, which holds at most
+for a while and starts a ``StandInReader`` for it, which holds at most
 ``NativeConfig.message_queue_size`` messages for the handler and steps aside
-as soon as the handler receives again. The same task sends keepalive pings.
+as soon as the handler receives again. The same task sends keepalive pings,
+a few connections at a time, without a task per ping.
 
 Compared with the ASGI path there is no per-message dict and no server queue,
 and the client's real close code reaches the app (hypercorn always reports
@@ -26,7 +30,7 @@ import contextlib
 import logging
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 from urllib.parse import unquote
@@ -36,17 +40,21 @@ import trio
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.handshake import H11Handshake
 
-from trioapi.transports import PeerClosed
-from trioapi.transports._frames import (
-    BINARY,
+from trioapi.protocol import (
     PING,
     PONG,
-    TEXT,
+    CloseEvent,
+    CloseHandshake,
+    ConnectionState,
+    Deflater,
     FrameReader,
     ProtocolError,
     close_frame,
     frame,
+    message_frame,
+    negotiate,
 )
+from trioapi.transports import PeerClosed
 
 if TYPE_CHECKING:
     from trioapi._types import Scope
@@ -55,7 +63,9 @@ __all__ = [
     "Address",
     "NativeConfig",
     "NativeTransport",
+    "StandInReader",
     "Supervisor",
+    "WriteTurn",
     "close_socket",
     "header_lines",
     "recv",
@@ -79,21 +89,25 @@ CLOSE_HANDSHAKE_TIMEOUT = 2.0
 #: Default seconds a keepalive ping may wait for its pong.
 DEFAULT_PING_TIMEOUT = 20.0
 
-#: How often the supervisor looks for handlers that stopped receiving, in seconds.
-#: A ping or close from the peer of such a handler is answered within two of these.
+#: How often the supervisor looks at each connection, in seconds: for handlers that
+#: stopped receiving, overdue close handshakes, and pings that are due or unanswered.
+#: A ping or close from the peer of a busy handler is answered within two of these.
 IDLE_CHECK_INTERVAL = 0.5
 
-# The close handshake, as RFC 6455 names its states (before accept there is no state).
-_OPEN: Final = 1
-_LOCAL_CLOSING: Final = 2  # our close frame is out; the peer's answer is due
-_REMOTE_CLOSING: Final = 3  # the peer's close frame came; our answer is due
-_CLOSED: Final = 4
+#: Connections the supervisor looks at in one go. A round over many connections is
+#: spread over ticks of this many, so that no round holds up the event loop (and
+#: every other connection's messages) for more than a moment.
+CONNECTIONS_PER_TICK = 128
+
+_OPEN: Final = ConnectionState.OPEN
+_PING: Final = frame(PING, b"")
 
 # What a write is, for the close handshake.
 _DATA: Final = 0
 _CONTROL: Final = 1  # ping, pong: not sent once a close is under way
-_GOODBYE: Final = 2  # a close frame
-_HANDSHAKE: Final = 3  # the 101 or a refusal, before there is a state
+_GOODBYE: Final = 2  # a close frame: sent once, opening the handshake or answering the peer's
+_FAILURE: Final = 3  # the close frame for a protocol error: its transition (FAIL) is made already
+_HANDSHAKE: Final = 4  # the 101 or a refusal, before there is a state
 
 
 @attrs.frozen
@@ -112,13 +126,8 @@ class NativeConfig:
     receive_buffer_size: int = 64 * 1024
     #: Messages read for a handler that is busy elsewhere, before reading pauses.
     message_queue_size: int = 4
-
-
-def _message_frame(message: str | bytes) -> bytes:
-    """The frame for one message: text for ``str``, binary for ``bytes``."""
-    if type(message) is str:
-        return frame(TEXT, message.encode())
-    return frame(BINARY, message)  # type: ignore[arg-type]
+    #: Agree to permessage-deflate (RFC 7692) when a client offers it.
+    compression: bool = True
 
 
 def header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -131,45 +140,75 @@ def header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-#: Who is reading a connection's socket.
-_HANDLER: Final = 1
-_STAND_IN: Final = 2
+class WriteTurn:
+    """Whose turn it is to write a connection's socket: first come, first served.
+
+    A frame is never interleaved with another, and frames go out in the order
+    their writers came (which permessage-deflate's context takeover needs). Not
+    a ``trio.Lock``: a frame ``write_now`` could only start is finished by a
+    supervisor task, which hands on a turn another task took, and taking a free
+    turn costs no checkpoint.
+    """
+
+    __slots__ = ("_queue", "busy")
+
+    def __init__(self) -> None:
+        #: Someone is writing, or a frame is partly written.
+        self.busy = False
+        self._queue: trio.lowlevel.ParkingLot | None = None  # made on first need
+
+    def take_now(self) -> bool:
+        """Take the turn if it is free."""
+        if self.busy:
+            return False
+        self.busy = True
+        return True
+
+    async def wait(self) -> None:
+        """Wait until the writer before us hands the turn over (call when ``take_now`` failed)."""
+        if self._queue is None:
+            self._queue = trio.lowlevel.ParkingLot()
+        await self._queue.park()
+
+    def hand_on(self) -> None:
+        """Give the turn to the next writer in line, or free it."""
+        queue = self._queue
+        if queue:
+            queue.unpark()
+        else:
+            self.busy = False
 
 
 class NativeTransport:
-    """A ``WebSocketTransport`` over one TCP socket (wsproto for the handshake, ``_frames`` after).
+    """A ``WebSocketTransport`` over one TCP socket (wsproto for the handshake, ``trioapi.protocol`` after).
 
     The socket has at most one reader: the handler inside ``receive`` (the
-    usual case), or the stand-in reader the ``Supervisor`` starts while the
+    usual case), or the ``StandInReader`` the ``Supervisor`` starts while the
     handler is away, or, at the end, the connection's own task finishing the
-    close handshake. Writers take turns through a small FIFO hand-off, so a
-    frame is never interleaved with another and never follows our close frame.
+    close handshake. Writers take turns (``WriteTurn``), so a frame is never
+    interleaved with another and never follows our close frame.
     """
 
     __slots__ = (
-        "_broken",
         "_buffer_size",
-        "_closing_since",
-        "_corrupt",
-        "_gone",
+        "_closing",
+        "_config",
+        "_deflater",
+        "_frames",
         "_handshake",
         "_head",
         "_inbox",
-        "_pong",
-        "_queue_size",
+        "_next_ping",
+        "_ping_since",
         "_raw",
-        "_reader",
-        "_reader_frames",
+        "_reading",
         "_receives",
         "_request",
         "_seen_receives",
-        "_stand_in_scope",
-        "_state",
+        "_stand_in",
         "_supervisor",
         "_trailing",
-        "_waiter",
-        "_write_lot",
-        "_writing",
+        "_turn",
         "can_deny",
     )
 
@@ -187,33 +226,30 @@ class NativeTransport:
         # The plain socket, non-blocking (handle_native_stream made it so): read and written
         # directly, with trio.lowlevel's waits when it is not ready.
         self._raw = raw
-        # Until accept (or a refusal); after it, frames are ours (trioapi.transports._frames).
+        # Until accept (or a refusal); after it, frames are trioapi.protocol's.
         self._handshake: H11Handshake | None = handshake
         self._request = request
         self._head = head
         self._trailing = trailing
+        self._config = config
         self._buffer_size = config.receive_buffer_size
-        self._queue_size = config.message_queue_size
-        self._state = 0  # _OPEN once accepted
-        self._reader_frames = FrameReader(config.max_message_size)
+        self._frames = FrameReader(config.max_message_size)
+        self._closing = CloseHandshake()
+        self._turn = WriteTurn()
+        # permessage-deflate's compressor, when the handshake agreed it.
+        self._deflater: Deflater | None = None
         self._inbox: deque[str | bytes] = deque()
-        # Why the conversation is over, as (code, reason), once it is: the
-        # peer's close, a broken socket (1006), or a limit we enforced.
-        self._gone: tuple[int, str] | None = None
-        # A partial frame went out (a send cancelled half-way): nothing more can be sent.
-        self._broken = False
-        # The client broke the protocol: nothing more can be parsed.
-        self._corrupt = False
-        self._reader = 0
+        # The handler is inside receive(), reading; or a stand-in reads for it.
+        self._reading = False
+        self._stand_in: StandInReader | None = None
+        # receive() calls so far, and as the supervisor last saw them.
         self._receives = 0
         self._seen_receives = -1
-        self._stand_in_scope: trio.CancelScope | None = None
-        self._waiter: trio.lowlevel.Task | None = None
-        self._writing = False
-        self._write_lot: trio.lowlevel.ParkingLot | None = None
-        self._pong: trio.Event | None = None
-        self._closing_since: float | None = None
-        # Set by handle_native_stream: finishes a frame write_now could only start.
+        # Keepalive (the supervisor's): when the next ping is due, and since when
+        # one has waited for its pong.
+        self._next_ping = 0.0
+        self._ping_since: float | None = None
+        # Set by Supervisor.watch: finishes a frame write_now could only start.
         self._supervisor: Supervisor | None = None
         self.can_deny = True
 
@@ -253,11 +289,18 @@ class NativeTransport:
         return scope
 
     async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
-        """Send the 101 response."""
+        """Send the 101 response, agreeing to permessage-deflate if the client offers it and it is on."""
         assert self._handshake is not None
+        offers = cast("Sequence[str]", self._request.extensions)
+        if offers and self._config.compression:
+            agreed = negotiate(offers)
+            if agreed is not None:
+                headers = [(b"sec-websocket-extensions", agreed.response.encode()), *headers]
+                self._frames = FrameReader(self._config.max_message_size, agreed.inflater())
+                self._deflater = agreed.deflater()
         response = self._handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=headers))
         self._handshake = None  # its h11 state is no longer needed: every open connection would keep it
-        self._state = _OPEN
+        self._closing.transition(CloseEvent.ACCEPT)
         trailing, self._trailing = self._trailing, b""
         await self._write(response, _HANDSHAKE)
         if trailing:  # frames the client sent without waiting for the 101
@@ -275,7 +318,15 @@ class NativeTransport:
             data += self._handshake.send(RejectData(data=body))
         else:
             data = self._handshake.send(RejectConnection(status_code=status, headers=headers))
-        await self._write(data, _HANDSHAKE)
+        await self._refuse(data)
+
+    async def _refuse(self, response: bytes) -> None:
+        """Send an HTTP refusal instead of the 101, unless the client has gone already."""
+        closing = self._closing
+        if closing.state is not ConnectionState.CONNECTING:
+            raise PeerClosed(*(closing.reason or (1006, "")))
+        closing.transition(CloseEvent.REJECT)
+        await self._write(response, _HANDSHAKE)
 
     # -- receiving -------------------------------------------------------------
 
@@ -287,16 +338,17 @@ class NativeTransport:
             await trio.lowlevel.checkpoint()
             return inbox.popleft()
         while not inbox:
-            if self._gone is not None:
-                raise PeerClosed(*self._gone)
-            if self._reader:
-                await self._take_over_from_stand_in()
+            reason = self._closing.reason
+            if reason is not None:
+                raise PeerClosed(*reason)
+            if self._stand_in is not None:
+                await self._stand_in.step_aside()
                 continue
-            self._reader = _HANDLER
+            self._reading = True
             try:
                 data = await recv(self._raw, self._buffer_size)
             finally:
-                self._reader = 0
+                self._reading = False
             replies = self._absorb(data)
             if replies:
                 await self._send_control(replies)
@@ -307,46 +359,36 @@ class NativeTransport:
 
         Synchronous: nothing here can be cancelled half-way, so nothing read is lost.
         """
+        closing = self._closing
         if not data:
-            self._set_gone(1006, "")
-            self._state = _CLOSED
+            closing.transition(CloseEvent.LOSE, (1006, ""))
             return None
         try:
-            controls = self._reader_frames.feed(data, self._inbox)
+            controls = self._frames.feed(data, self._inbox)
         except ProtocolError as error:
-            self._corrupt = True  # the rest of the stream cannot be parsed
             return self._fail(error.code, error.reason)
         if controls is None:
             return None
         replies: list[tuple[bytes, int]] = []
         for opcode, payload in controls:
             if opcode == PING:
-                if self._state == _OPEN:
+                if closing.state is _OPEN:
                     replies.append((frame(PONG, payload), _CONTROL))  # type: ignore[arg-type]
             elif opcode == PONG:
-                if self._pong is not None:
-                    self._pong.set()
-                    self._pong = None
+                self._ping_since = None  # any pong answers our ping: they come in order
             else:  # CLOSE, always the last
                 code, reason = cast("tuple[int, str]", payload)
-                self._set_gone(code, reason)
-                if self._state == _OPEN:  # the peer says goodbye: say it back
-                    self._state = _REMOTE_CLOSING
+                state = closing.transition(CloseEvent.RECEIVE_CLOSE, (code, reason))
+                if state is ConnectionState.REMOTE_CLOSING:  # the peer says goodbye: say it back
                     replies.append((close_frame(code, reason), _GOODBYE))
-                else:  # the peer's answer to our close
-                    self._state = _CLOSED
         return replies or None
-
-    def _set_gone(self, code: int, reason: str) -> None:
-        if self._gone is None:
-            self._gone = (code, reason)
 
     def _fail(self, code: int, reason: str) -> list[tuple[bytes, int]] | None:
         """End the conversation for a limit or a protocol error: ``code`` to the peer and the handler."""
-        self._set_gone(code, reason)
-        if self._state == _OPEN:
-            return [(close_frame(code, reason), _GOODBYE)]
-        return None
+        closing = self._closing
+        was_open = closing.state is _OPEN
+        closing.transition(CloseEvent.FAIL, (code, reason), trio.current_time())
+        return [(close_frame(code, reason), _FAILURE)] if was_open else None
 
     async def _send_control(self, replies: list[tuple[bytes, int]]) -> None:
         """Send pongs and close frames; a cancellation while waiting for our turn loses only a pong."""
@@ -356,54 +398,47 @@ class NativeTransport:
             except PeerClosed:
                 return
 
-    async def _take_over_from_stand_in(self) -> None:
-        """Stop the stand-in reader and wait until it has let go of the socket."""
-        if self._stand_in_scope is not None:
-            self._stand_in_scope.cancel()
-        task = self._waiter = trio.lowlevel.current_task()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            if self._waiter is task:
-                self._waiter = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
     def wants_stand_in(self) -> bool:
         """Whether the handler has not received since the last look, and nobody reads for it."""
         receives = self._receives
         idle = receives == self._seen_receives
         self._seen_receives = receives
-        return idle and not self._reader and self.is_open() and len(self._inbox) < self._queue_size
+        return (
+            idle
+            and not self._reading
+            and self._stand_in is None
+            and self._closing.state is _OPEN
+            and len(self._inbox) < self._config.message_queue_size
+        )
 
-    async def read_for_idle_handler(self) -> None:
-        """Read while the handler is away: answer pings and closes, hold a few messages for it."""
-        if self._reader or self._gone is not None:
-            return
-        self._reader = _STAND_IN
-        try:
-            while self._waiter is None and self._gone is None and len(self._inbox) < self._queue_size:
-                with trio.CancelScope() as scope:
-                    self._stand_in_scope = scope
-                    data = await recv(self._raw, self._buffer_size)
-                self._stand_in_scope = None
-                if scope.cancelled_caught:
-                    break  # the handler is back
-                replies = self._absorb(data)
-                if replies:
-                    await self._send_control(replies)
-        finally:
-            self._stand_in_scope = None
-            self._reader = 0
-            if self._waiter is not None:
-                trio.lowlevel.reschedule(self._waiter)
-                self._waiter = None
+    def start_stand_in(self) -> StandInReader:
+        """The stand-in reader for this connection, to run in a task (see ``wants_stand_in``)."""
+        stand_in = self._stand_in = StandInReader(self)
+        return stand_in
 
     # -- sending ---------------------------------------------------------------
 
     async def send(self, message: str | bytes) -> None:
-        """Send one message as a text or binary frame."""
-        await self._write(_message_frame(message))
+        """Send one message as a text or binary frame (compressed if agreed)."""
+        turn = self._turn
+        if not turn.take_now():
+            await turn.wait()
+        try:
+            closing = self._closing
+            if closing.state is not _OPEN:
+                raise PeerClosed(*(closing.reason or (1006, "")))
+            await trio.lowlevel.checkpoint_if_cancelled()
+            # Built in turn, after the last cancellation point before the socket:
+            # compressed frames go out in the order they were compressed.
+            deflater = self._deflater
+            try:
+                await self._send_all(message_frame(message, deflater))
+            except BaseException:
+                if deflater is not None:
+                    deflater.reset()  # the client will not see this frame: refer to none of it
+                raise
+        finally:
+            turn.hand_on()
 
     def write_now(self, message: str | bytes) -> bool:
         """Write ``message`` at once, from any task, if the connection is open and nobody is writing.
@@ -411,22 +446,34 @@ class NativeTransport:
         For a fan-out to many waiting connections from one task (``ConnectionHub``):
         no task switch per connection. ``False``, with nothing written, if it
         cannot be done now (the caller queues the message instead). A frame the
-        kernel takes only part of is finished by a task of the supervisor, which
-        holds the turn meanwhile, so nothing comes between its parts.
+        kernel takes only part of (or, compressed, none of) is finished by a
+        task of the supervisor, which holds the turn meanwhile, so nothing comes
+        between its parts.
+        """
+        if self._turn.busy or self._closing.state is not _OPEN or self._supervisor is None:
+            return False
+        deflater = self._deflater
+        # A compressed frame cannot be dropped once built: its peer's decompressor would miss it.
+        return self._write_at_once(message_frame(message, deflater), deflater is not None)
+
+    def _write_at_once(self, data: bytes, committed: bool) -> bool:
+        """Write ``data`` now, the turn being free; what the kernel does not take, a supervisor task finishes.
+
+        Unless ``committed``, a socket that takes nothing leaves ``data`` unsent (``False``).
         """
         supervisor = self._supervisor
-        if self._writing or self._broken or self._state != _OPEN or supervisor is None:
-            return False
-        data = _message_frame(message)
+        assert supervisor is not None
         try:
             sent = self._raw.send(data)
         except BlockingIOError:
-            return False
+            if not committed:
+                return False
+            sent = 0
         except OSError:
-            self._set_gone(1006, "")
+            self._closing.transition(CloseEvent.LOSE, (1006, ""))
             return False
         if sent < len(data):
-            self._writing = True
+            self._turn.busy = True
             supervisor.finish_write(self, data, sent)
         return True
 
@@ -436,24 +483,46 @@ class NativeTransport:
             await self._send_all(data, sent)
         except PeerClosed:
             pass
+        except BaseException:
+            if self._deflater is not None:
+                self._deflater.reset()  # the client will not see this frame: refer to none of it
+            raise
         finally:
-            self._next_turn()
+            self._turn.hand_on()
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame (before accept: refuse with 403, as hypercorn does)."""
-        if not self._state:
-            assert self._handshake is not None
-            await self._write(self._handshake.send(RejectConnection(status_code=403)), _HANDSHAKE)
+        if self._handshake is not None:
+            await self._refuse(self._handshake.send(RejectConnection(status_code=403)))
             return
         await self._write(close_frame(code, reason), _GOODBYE)
 
-    async def ping(self) -> None:
-        """Send a ping and wait for the pong (any pong: they answer in order)."""
-        pong = self._pong
-        if pong is None:
-            pong = self._pong = trio.Event()
-            await self._write(frame(PING, b""), _CONTROL)
-        await pong.wait()
+    def keep_alive(self, now: float, interval: float, timeout: float) -> bool:
+        """Ping the peer if a ping is due, without waiting; ``False`` once one went unanswered too long.
+
+        Any pong answers (they come in order). The ping is written at once when
+        nobody else is writing; else a task of the supervisor writes it in turn.
+        """
+        if self._closing.state is not _OPEN:
+            return True
+        since = self._ping_since
+        if since is not None:
+            return now - since <= timeout
+        if now < self._next_ping:
+            return True
+        self._ping_since = now
+        self._next_ping = now + interval
+        supervisor = self._supervisor
+        assert supervisor is not None
+        if self._turn.busy:
+            supervisor.write_in_turn(self, _PING)
+        else:
+            self._write_at_once(_PING, True)
+        return True
+
+    async def write_control(self, data: bytes) -> None:
+        """Write a ping or pong in turn (not once a close is under way)."""
+        await self._write(data, _CONTROL)
 
     async def _write(self, data: bytes, kind: int = _DATA, *, shielded: bool = False) -> None:
         """Write a frame in turn, keeping the close handshake's state.
@@ -464,28 +533,25 @@ class NativeTransport:
         be cancelled half-way) has ``CLOSE_HANDSHAKE_TIMEOUT``: a peer that
         reads nothing for that long is dropped.
         """
-        if self._writing:
-            await self._wait_turn()
-        else:
-            self._writing = True
+        turn = self._turn
+        if not turn.take_now():
+            await turn.wait()
         try:
-            if self._broken:
-                raise PeerClosed(1006, "")
-            state = self._state
-            if kind == _HANDSHAKE:
-                pass
-            elif kind == _GOODBYE:
-                if state == _OPEN:
-                    self._state = _LOCAL_CLOSING
-                    self._closing_since = trio.current_time()
-                elif state == _REMOTE_CLOSING:
-                    self._state = _CLOSED
+            closing = self._closing
+            state = closing.state
+            if kind == _GOODBYE:
+                if state is _OPEN or state is ConnectionState.REMOTE_CLOSING:
+                    closing.transition(CloseEvent.SEND_CLOSE, now=trio.current_time())
                 else:
-                    return  # our close frame is out already
-            elif state != _OPEN:
+                    return  # our close frame is out already, or the connection is gone
+            elif kind == _FAILURE:
+                if state is not ConnectionState.LOCAL_CLOSING:
+                    return  # gone since
+            elif kind != _HANDSHAKE and state is not _OPEN:
                 if kind == _DATA:
-                    raise PeerClosed(*(self._gone or (1006, "")))
+                    raise PeerClosed(*(closing.reason or (1006, "")))
                 return
+            await trio.lowlevel.checkpoint_if_cancelled()
             if shielded:
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
@@ -495,18 +561,18 @@ class NativeTransport:
             else:
                 await self._send_all(data)
         finally:
-            self._next_turn()
+            turn.hand_on()
 
     async def _send_all(self, data: bytes, sent: int = 0) -> None:
         """Write ``data[sent:]``; a cancellation after part of a frame went out breaks the connection.
 
-        A checkpoint before, a cancel-shielded one after, as every Trio send has
-        (and as ``trio.SocketStream`` would do, without its layers per call).
+        The caller has passed a cancellation point already; a cancel-shielded one
+        follows, as every Trio send has (and as ``trio.SocketStream`` would do,
+        without its layers per call).
         """
         raw = self._raw
         try:
             if not sent:
-                await trio.lowlevel.checkpoint_if_cancelled()
                 try:
                     sent = raw.send(data)
                 except BlockingIOError:
@@ -521,53 +587,38 @@ class NativeTransport:
                     with contextlib.suppress(BlockingIOError):
                         sent += raw.send(view[sent:])
         except (OSError, trio.ClosedResourceError):
-            self._set_gone(1006, "")
+            self._closing.transition(CloseEvent.LOSE, (1006, ""))
             raise PeerClosed(1006, "") from None
         except BaseException:
             if sent:  # cancelled half-way through a frame: the stream cannot be used again
                 self.abort()
             raise
 
-    async def _wait_turn(self) -> None:
-        if self._write_lot is None:
-            self._write_lot = trio.lowlevel.ParkingLot()
-        await self._write_lot.park()  # the writer before us hands the turn over
-
-    def _next_turn(self) -> None:
-        lot = self._write_lot
-        if lot:
-            lot.unpark()
-        else:
-            self._writing = False
-
     def abort(self) -> None:
         """Drop the TCP connection (a dead peer, a frame cut short): readers and writers see 1006."""
-        self._broken = True
-        self._set_gone(1006, "")
+        self._closing.transition(CloseEvent.LOSE, (1006, ""))
         close_socket(self._raw)  # wakes a reader or writer waiting on it
 
     # -- the end ---------------------------------------------------------------
 
     def overdue_close(self, now: float) -> bool:
         """Whether our close frame has waited too long for the peer's answer."""
-        since = self._closing_since
-        return since is not None and self._gone is None and now - since > CLOSE_HANDSHAKE_TIMEOUT
+        return self._closing.overdue(now, CLOSE_HANDSHAKE_TIMEOUT)
 
     def is_open(self) -> bool:
         """Whether the handshake is done and neither side has ended the conversation."""
-        return self._state == _OPEN and self._gone is None
+        return self._closing.state is _OPEN
 
     async def finish(self) -> None:
         """After the handler: read until the peer answers our close frame (the caller bounds it)."""
-        while self._reader:
-            await self._take_over_from_stand_in()
-        if not self._state or self._broken:
-            return
-        if self._state == _REMOTE_CLOSING and self._gone is not None:
+        while self._stand_in is not None:
+            await self._stand_in.step_aside()
+        closing = self._closing
+        if closing.state is ConnectionState.REMOTE_CLOSING and closing.reason is not None:
             # The reader was cancelled between the peer's close and our answer.
             with contextlib.suppress(PeerClosed):
-                await self._write(close_frame(*self._gone), _GOODBYE, shielded=True)
-        while self._state == _LOCAL_CLOSING and not self._corrupt:
+                await self._write(close_frame(*closing.reason), _GOODBYE, shielded=True)
+        while closing.state is ConnectionState.LOCAL_CLOSING and not self._frames.done:
             data = await recv(self._raw, self._buffer_size)
             if not data:
                 return
@@ -575,17 +626,78 @@ class NativeTransport:
             self._absorb(data)
 
 
+class StandInReader:
+    """Reads a connection's socket while its handler is busy elsewhere.
+
+    Started by the ``Supervisor`` for a handler that has not received for a
+    while: it answers pings and the peer's close, and keeps at most
+    ``NativeConfig.message_queue_size`` messages for the handler, then stops
+    reading so that TCP pushes back on the client. It steps aside (``step_aside``)
+    as soon as the handler, or the connection's end, wants to read again.
+    """
+
+    __slots__ = ("_scope", "_transport", "_waiter")
+
+    def __init__(self, transport: NativeTransport) -> None:
+        self._transport = transport
+        # The scope around its read, to cancel it; the task waiting for the socket.
+        self._scope: trio.CancelScope | None = None
+        self._waiter: trio.lowlevel.Task | None = None
+
+    async def run(self) -> None:
+        """Read for the handler until it wants the socket back, the peer leaves, or enough is kept."""
+        transport = self._transport
+        closing = transport._closing
+        inbox = transport._inbox
+        limit = transport._config.message_queue_size
+        try:
+            while self._waiter is None and closing.reason is None and len(inbox) < limit:
+                with trio.CancelScope() as scope:
+                    self._scope = scope
+                    data = await recv(transport._raw, transport._buffer_size)
+                self._scope = None
+                if scope.cancelled_caught:
+                    break  # the handler is back
+                replies = transport._absorb(data)
+                if replies:
+                    await transport._send_control(replies)
+        finally:
+            self._scope = None
+            transport._stand_in = None
+            if self._waiter is not None:
+                trio.lowlevel.reschedule(self._waiter)
+                self._waiter = None
+
+    async def step_aside(self) -> None:
+        """Stop reading and return once the socket is free (called by the task that wants it)."""
+        if self._scope is not None:
+            self._scope.cancel()
+        task = self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            if self._waiter is task:
+                self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+
 class Supervisor:
     """One task for every connection of a server: keepalive pings, and readers for idle handlers.
 
-    Every ``IDLE_CHECK_INTERVAL`` it starts a stand-in reader for each handler
-    that has not received since the last look (so pings, pongs and the peer's
-    close are still handled), and closes sockets whose close handshake is
-    overdue. Every ``ping_interval`` it pings each connection; a peer that has
-    not answered within ``ping_timeout`` has its TCP connection dropped, so its
-    handler sees ``WebSocketDisconnect(1006)`` as for any broken connection.
-    One task for the server rather than one per connection keeps idle
-    connections small.
+    It looks at each connection every ``IDLE_CHECK_INTERVAL``: it starts a
+    stand-in reader for a handler that has not received since the last look
+    (so pings, pongs and the peer's close are still handled), closes a socket
+    whose close handshake is overdue, and every ``ping_interval`` writes a
+    ping; a peer that has not answered within ``ping_timeout`` has its TCP
+    connection dropped, so its handler sees ``WebSocketDisconnect(1006)`` as for
+    any broken connection.
+
+    A round over the connections is spread over ticks of at most
+    ``CONNECTIONS_PER_TICK``, and a ping is written on the spot (no task per
+    ping, its pong checked at a later look), so 10,000 connections cost many
+    short ticks rather than one long stall. One task for the server rather than
+    one per connection keeps idle connections small.
     """
 
     def __init__(self, config: NativeConfig) -> None:
@@ -597,14 +709,21 @@ class Supervisor:
         """Look after ``transport`` until ``forget``."""
         self._transports.add(transport)
         transport._supervisor = self
+        if self._config.ping_interval is not None:
+            transport._next_ping = trio.current_time() + self._config.ping_interval
 
     def finish_write(self, transport: NativeTransport, data: bytes, sent: int) -> None:
         """Write the rest of ``data`` to ``transport`` in a task of ours (see ``write_now``)."""
         if self._tasks is None:  # not running: nothing should be served
             transport.abort()
-            transport._next_turn()
+            transport._turn.hand_on()
             return
         self._tasks.start_soon(_guarded, partial(transport.finish_write, data, sent), transport)
+
+    def write_in_turn(self, transport: NativeTransport, data: bytes) -> None:
+        """Write the control frame ``data`` to ``transport`` in a task of ours, once its turn comes."""
+        if self._tasks is not None:
+            self._tasks.start_soon(_guarded, partial(transport.write_control, data), transport)
 
     def forget(self, transport: NativeTransport) -> None:
         """Stop looking after ``transport``: its handler has finished."""
@@ -613,36 +732,29 @@ class Supervisor:
 
     async def run(self) -> None:
         """Look after every watched connection; runs until cancelled."""
-        interval = self._config.ping_interval
-        next_ping = trio.current_time() + interval if interval is not None else None
         async with trio.open_nursery() as tasks:
             self._tasks = tasks
             while True:
-                await trio.sleep(IDLE_CHECK_INTERVAL)
-                now = trio.current_time()
-                ping = next_ping is not None and now >= next_ping
-                for transport in list(self._transports):
-                    if transport.overdue_close(now):
-                        transport.abort()
-                    elif transport.wants_stand_in():
-                        tasks.start_soon(_guarded, transport.read_for_idle_handler, transport)
-                    if ping:
-                        tasks.start_soon(_guarded, partial(self._ping, transport), transport)
-                if ping and interval is not None:
-                    next_ping = now + interval
+                connections = list(self._transports)  # this round's; newcomers wait for the next
+                ticks = max(1, -(-len(connections) // CONNECTIONS_PER_TICK))
+                for tick in range(ticks):
+                    await trio.sleep(IDLE_CHECK_INTERVAL / ticks)
+                    now = trio.current_time()
+                    for transport in connections[tick::ticks]:
+                        if transport._supervisor is self:  # not forgotten meanwhile
+                            self._look_after(transport, now, tasks)
 
-    async def _ping(self, transport: NativeTransport) -> None:
-        if not transport.is_open():
+    def _look_after(self, transport: NativeTransport, now: float, tasks: trio.Nursery) -> None:
+        if transport.overdue_close(now):
+            transport.abort()
             return
-        with trio.move_on_after(self._config.ping_timeout) as timer:
-            try:
-                await transport.ping()
-            except PeerClosed:
-                return
-        if timer.cancelled_caught and transport.is_open():
-            logger.info(
-                "WebSocket peer did not answer a ping within %ss; dropping it", self._config.ping_timeout
-            )
+        if transport.wants_stand_in():
+            tasks.start_soon(_guarded, transport.start_stand_in().run, transport)
+        config = self._config
+        if config.ping_interval is not None and not transport.keep_alive(
+            now, config.ping_interval, config.ping_timeout
+        ):
+            logger.info("WebSocket peer did not answer a ping within %ss; dropping it", config.ping_timeout)
             transport.abort()
 
 

@@ -32,6 +32,9 @@ class ConnectionState(enum.Enum):
     #: The handshake was refused with an HTTP response.
     REJECTED = "rejected"
 
+    # Members are singletons: hash by identity, in C (Enum's own hash runs Python per lookup).
+    __hash__ = object.__hash__
+
 
 class CloseEvent(enum.Enum):
     """What happened to a connection, as far as its state is concerned."""
@@ -49,6 +52,8 @@ class CloseEvent(enum.Enum):
     FAIL = "fail"
     #: The TCP connection ended, broke, or was dropped by us.
     LOSE = "lose"
+
+    __hash__ = object.__hash__  # as ConnectionState's
 
 
 _S = ConnectionState

@@ -185,9 +185,8 @@ class FrameReader:
                             raise ProtocolError(1002, "")
                     if opcode >= CLOSE:
                         if opcode > PONG or not first & 0x80 or length > 125:
-                            raise ProtocolError(
-                                1002, ""
-                            )  # reserved opcode, or a fragmented/long control frame
+                            # A reserved opcode, or a fragmented or long control frame.
+                            raise ProtocolError(1002, "")
                         if end - start < length:
                             break  # wait for all of it: 125 bytes at most
                         payload = (

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 from urllib.parse import unquote
@@ -97,7 +97,7 @@ IDLE_CHECK_INTERVAL = 0.5
 #: Connections the supervisor looks at in one go. A round over many connections is
 #: spread over ticks of this many, so that no round holds up the event loop (and
 #: every other connection's messages) for more than a moment.
-CONNECTIONS_PER_TICK = 128
+CONNECTIONS_PER_TICK = 64
 
 _OPEN: Final = ConnectionState.OPEN
 _PING: Final = frame(PING, b"")
@@ -245,8 +245,8 @@ class NativeTransport:
         # receive() calls so far, and as the supervisor last saw them.
         self._receives = 0
         self._seen_receives = -1
-        # Keepalive (the supervisor's): when the next ping is due, and since when
-        # one has waited for its pong.
+        # Keepalive (the supervisor's): when the next ping is due (0: from the first
+        # look), and since when one has waited for its pong.
         self._next_ping = 0.0
         self._ping_since: float | None = None
         # Set by Supervisor.watch: finishes a frame write_now could only start.
@@ -291,9 +291,9 @@ class NativeTransport:
     async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         """Send the 101 response, agreeing to permessage-deflate if the client offers it and it is on."""
         assert self._handshake is not None
-        offers = cast("Sequence[str]", self._request.extensions)
+        offers = self._request.extensions  # a server's wsproto gives the header's elements, as str
         if offers and self._config.compression:
-            agreed = negotiate(offers)
+            agreed = negotiate(offers)  # type: ignore[arg-type]
             if agreed is not None:
                 headers = [(b"sec-websocket-extensions", agreed.response.encode()), *headers]
                 self._frames = FrameReader(self._config.max_message_size, agreed.inflater())
@@ -359,9 +359,8 @@ class NativeTransport:
 
         Synchronous: nothing here can be cancelled half-way, so nothing read is lost.
         """
-        closing = self._closing
         if not data:
-            closing.transition(CloseEvent.LOSE, (1006, ""))
+            self._closing.transition(CloseEvent.LOSE, (1006, ""))
             return None
         try:
             controls = self._frames.feed(data, self._inbox)
@@ -369,6 +368,7 @@ class NativeTransport:
             return self._fail(error.code, error.reason)
         if controls is None:
             return None
+        closing = self._closing
         replies: list[tuple[bytes, int]] = []
         for opcode, payload in controls:
             if opcode == PING:
@@ -450,30 +450,23 @@ class NativeTransport:
         task of the supervisor, which holds the turn meanwhile, so nothing comes
         between its parts.
         """
-        if self._turn.busy or self._closing.state is not _OPEN or self._supervisor is None:
+        turn = self._turn
+        supervisor = self._supervisor
+        if turn.busy or self._closing.state is not _OPEN or supervisor is None:
             return False
         deflater = self._deflater
-        # A compressed frame cannot be dropped once built: its peer's decompressor would miss it.
-        return self._write_at_once(message_frame(message, deflater), deflater is not None)
-
-    def _write_at_once(self, data: bytes, committed: bool) -> bool:
-        """Write ``data`` now, the turn being free; what the kernel does not take, a supervisor task finishes.
-
-        Unless ``committed``, a socket that takes nothing leaves ``data`` unsent (``False``).
-        """
-        supervisor = self._supervisor
-        assert supervisor is not None
+        data = message_frame(message, deflater)
         try:
             sent = self._raw.send(data)
         except BlockingIOError:
-            if not committed:
+            if deflater is None:
                 return False
-            sent = 0
+            sent = 0  # compressed: it cannot be dropped, its peer's decompressor would miss it
         except OSError:
             self._closing.transition(CloseEvent.LOSE, (1006, ""))
             return False
         if sent < len(data):
-            self._turn.busy = True
+            turn.busy = True
             supervisor.finish_write(self, data, sent)
         return True
 
@@ -510,14 +503,27 @@ class NativeTransport:
             return now - since <= timeout
         if now < self._next_ping:
             return True
+        if not self._next_ping:  # the first look: the first ping is due an interval from now
+            self._next_ping = now + interval
+            return True
         self._ping_since = now
         self._next_ping = now + interval
         supervisor = self._supervisor
         assert supervisor is not None
-        if self._turn.busy:
+        turn = self._turn
+        if turn.busy:
             supervisor.write_in_turn(self, _PING)
-        else:
-            self._write_at_once(_PING, True)
+            return True
+        try:
+            sent = self._raw.send(_PING)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._closing.transition(CloseEvent.LOSE, (1006, ""))
+            return True  # the reader or the next writer finds the connection gone
+        if sent < len(_PING):  # the socket is full: wait for it in turn
+            turn.busy = True
+            supervisor.finish_write(self, _PING, sent)
         return True
 
     async def write_control(self, data: bytes) -> None:
@@ -709,8 +715,6 @@ class Supervisor:
         """Look after ``transport`` until ``forget``."""
         self._transports.add(transport)
         transport._supervisor = self
-        if self._config.ping_interval is not None:
-            transport._next_ping = trio.current_time() + self._config.ping_interval
 
     def finish_write(self, transport: NativeTransport, data: bytes, sent: int) -> None:
         """Write the rest of ``data`` to ``transport`` in a task of ours (see ``write_now``)."""

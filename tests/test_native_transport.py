@@ -21,6 +21,7 @@ from functools import partial
 
 import pytest
 import trio
+import trio.testing
 from servers import running_server
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -642,3 +643,105 @@ async def test_a_keepalive_round_over_many_connections_is_spread_over_short_tick
     assert sorted(number for _, number in visits) == list(range(count))  # each connection once
     assert max(ticks.values()) <= native_transport.CONNECTIONS_PER_TICK  # never all in one go
     assert len(ticks) >= count // native_transport.CONNECTIONS_PER_TICK
+
+
+async def test_compressed_frames_from_the_hub_and_the_handler_reach_a_slow_reader_in_order() -> None:
+    app = TrioAPI()
+    hub = ConnectionHub(max_backlog=1000)
+    joined = trio.Event()
+    count = 60
+
+    @app.websocket("/member")
+    async def member(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await hub.join("r", websocket)
+        joined.set()
+        for n in range(count):
+            await websocket.send_text(f"own {n} " + "o" * (n * 37 % 3000))
+            await trio.sleep(0.005)
+        await websocket.wait_disconnected()
+
+    @app.websocket("/publisher")
+    async def publisher(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await joined.wait()
+        for n in range(count):
+            # Large and incompressible, one at a time: the hub writes each at once (write_now)
+            # until the kernel takes only part of one, which a supervisor task then finishes.
+            await hub.broadcast("r", f"hub {n} " + os.urandom(50_000).hex())
+            await trio.sleep(0.005)
+        await websocket.wait_disconnected()
+
+    async with native(app) as port:
+        with trio.fail_after(TIMEOUT):
+            client = await RawClient.connect(port, "/member", headers=OFFER_DEFLATE, rcvbuf=4096)
+            publisher_client = await RawClient.connect(port, "/publisher")
+            await trio.sleep(0.5)  # read nothing for a while: the kernel's buffers fill up
+            stream = zlib.decompressobj(-15)  # one stream: every frame refers to those before
+            got = []
+            for _ in range(2 * count):
+                first, payload = await client.read_whole_frame()
+                assert first == 0x80 | 0x40 | 0x1
+                got.append(stream.decompress(payload + b"\x00\x00\xff\xff").decode())
+            await publisher_client.stream.aclose()
+    own = [m for m in got if m.startswith("own")]
+    assert own == [f"own {n} " + "o" * (n * 37 % 3000) for n in range(count)]
+    assert [m.split(" ")[1] for m in got if m.startswith("hub")] == [str(n) for n in range(count)]
+
+
+class FullOnce:
+    """A server socket whose next ``send`` finds the kernel's buffer full, as a slow reader's would."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.full = False
+
+    def send(self, data: bytes) -> int:
+        if self.full:
+            self.full = False
+            raise BlockingIOError
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+async def test_a_compressed_frame_the_socket_cannot_take_now_is_written_later_not_dropped() -> None:
+    server_sock, client_sock = socket.socketpair()
+    with server_sock, client_sock:
+        server_sock.setblocking(False)
+        client_sock.sendall(
+            b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + OFFER_DEFLATE.encode()
+            + b"\r\n"
+        )
+        raw = FullOnce(server_sock)
+        config = native_transport.NativeConfig()
+        with trio.fail_after(TIMEOUT):
+            transport = await native_server.read_request(raw, config)  # type: ignore[arg-type]
+            assert transport is not None
+            supervisor = native_transport.Supervisor(config)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(supervisor.run)
+                await trio.testing.wait_all_tasks_blocked()  # the supervisor is running
+                supervisor.watch(transport)
+                await transport.accept(None, [])
+                raw.full = True
+                first = "a message the hub writes at once " * 20
+                if not transport.write_now(first):  # as the hub does: queue it, send it later
+                    await transport.send(first)
+                await transport.send("and the next one, which refers back to it " * 20)
+                supervisor.forget(transport)
+                nursery.cancel_scope.cancel()
+        client_sock.setblocking(False)
+        wire = client_sock.recv(1 << 20)
+    head, _, frames = wire.partition(b"\r\n\r\n")
+    assert b"permessage-deflate" in head
+    stream = zlib.decompressobj(-15)
+    got = []
+    while frames:
+        assert frames[0] == 0x80 | 0x40 | 0x1 and frames[1] < 126
+        payload, frames = frames[2 : 2 + frames[1]], frames[2 + frames[1] :]
+        got.append(stream.decompress(payload + b"\x00\x00\xff\xff").decode())
+    assert got == [first, "and the next one, which refers back to it " * 20]

@@ -516,7 +516,7 @@ async def test_permessage_deflate_is_agreed_and_compresses_both_ways() -> None:
 async def test_a_deflate_bomb_is_closed_with_1009_and_the_server_carries_on() -> None:
     app, ending = echo_app("/echo")
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    bomb = b"".join(compressor.compress(bytes(1 << 20)) for _ in range(256))  # 256 MiB of NULs
+    bomb = b"".join(compressor.compress(bytes(1 << 20)) for _ in range(64))  # 64 MiB of NULs
     bomb += compressor.flush(zlib.Z_SYNC_FLUSH)[:-4]
     async with native(app) as port:  # the default limit: 1 MiB
         with trio.fail_after(TIMEOUT):
@@ -552,11 +552,6 @@ async def test_trioapi_run_no_compression_declines_the_offer() -> None:
             assert b"sec-websocket-extensions" not in client.head.lower()
             await client.send(0x1, b"hi")
             assert await client.read_frame() == (0x1, b"Message text was: hi")
-        assert server.terminate() == 0
-    with running_server("trioapi-hypercorn", "examples.basic:app", "--server", "native") as server:
-        with trio.fail_after(TIMEOUT):
-            client = await RawClient.connect(server.port, "/ws", headers=OFFER_DEFLATE)
-            assert b"sec-websocket-extensions: permessage-deflate" in client.head.lower()
         assert server.terminate() == 0
 
 

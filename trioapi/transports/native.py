@@ -239,7 +239,7 @@ class NativeTransport:
         # permessage-deflate's compressor, when the handshake agreed it.
         self._deflater: Deflater | None = None
         self._inbox: deque[str | bytes] = deque()
-        # The handler is inside receive(), reading; or a stand-in reads for it.
+        # Who reads the socket: the handler, inside receive() (_reading), or a stand-in.
         self._reading = False
         self._stand_in: StandInReader | None = None
         # receive() calls so far, and as the supervisor last saw them.

@@ -129,7 +129,7 @@ class FrameReader:
         # opcode (0: none), bytes so far, payload bytes on the wire so far, whether
         # it is compressed, and for text its decoder (a check) and characters so far.
         self._opcode = 0
-        self._message = bytearray()
+        self._message: bytearray | None = None  # made on first need: most connections never need it
         self._wire = 0
         self._compressed = False
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -276,6 +276,8 @@ class FrameReader:
         self._compressed = bool(first & RSV1)
         if opcode == TEXT:
             self._decoder = _utf8_decoder()
+        if self._message is None:
+            self._message = bytearray()  # kept for the next message: cleared, not made again
 
     def _take_payload(self, chunk: bytes | bytearray, pos: int, inbox: deque[str | bytes]) -> int:
         """Take what ``chunk`` holds of the arriving payload from ``pos``; return where it stopped."""
@@ -299,6 +301,7 @@ class FrameReader:
     def _inflate(self, data: bytes, *, end: bool) -> bytes:
         inflater = self._inflater
         assert inflater is not None
+        assert self._message is not None
         room = (self._max_size if self._opcode == BINARY else self._text_bytes) - len(self._message)
         try:
             data = inflater.end(room) if end else inflater.inflate(data, room)
@@ -319,13 +322,16 @@ class FrameReader:
                 raise ProtocolError(1007, "") from None
             if self._chars > self._max_size:
                 raise ProtocolError(1009, "message too big")
-        self._message += data
+        message = self._message
+        assert message is not None  # made by _start_message
+        message += data  # in place
 
     def _end_message(self, inbox: deque[str | bytes]) -> None:
         """The last frame of the message is in: hand it over, and make room for the next."""
         if self._compressed:
             self._keep(self._inflate(b"", end=True))
         message = self._message
+        assert message is not None
         if self._opcode == TEXT:
             decoder = self._decoder
             assert decoder is not None

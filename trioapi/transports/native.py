@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -94,10 +95,14 @@ DEFAULT_PING_TIMEOUT = 20.0
 #: A ping or close from the peer of a busy handler is answered within two of these.
 IDLE_CHECK_INTERVAL = 0.5
 
-#: Connections the supervisor looks at in one go. A round over many connections is
-#: spread over ticks of this many, so that no round holds up the event loop (and
-#: every other connection's messages) for more than a moment.
-CONNECTIONS_PER_TICK = 64
+#: The most connections the supervisor looks at in one go (about a millisecond's work),
+#: and the most pings it means to write in one go (their pongs wake as many handlers
+#: at once). A round over many connections, or with many pings due, is spread over
+#: as many ticks as these take, so that no round holds up the event loop (and every
+#: other connection's messages) for more than a moment; a round that needs neither
+#: is one tick, as few wake-ups as possible.
+LOOKS_PER_TICK = 1024
+PINGS_PER_TICK = 64
 
 _OPEN: Final = ConnectionState.OPEN
 _PING: Final = frame(PING, b"")
@@ -546,8 +551,10 @@ class NativeTransport:
             closing = self._closing
             state = closing.state
             if kind == _GOODBYE:
-                if state is _OPEN or state is ConnectionState.REMOTE_CLOSING:
+                if state is _OPEN:  # the peer's answer is due from now
                     closing.transition(CloseEvent.SEND_CLOSE, now=trio.current_time())
+                elif state is ConnectionState.REMOTE_CLOSING:
+                    closing.transition(CloseEvent.SEND_CLOSE)
                 else:
                     return  # our close frame is out already, or the connection is gone
             elif kind == _FAILURE:
@@ -699,11 +706,11 @@ class Supervisor:
     connection dropped, so its handler sees ``WebSocketDisconnect(1006)`` as for
     any broken connection.
 
-    A round over the connections is spread over ticks of at most
-    ``CONNECTIONS_PER_TICK``, and a ping is written on the spot (no task per
-    ping, its pong checked at a later look), so 10,000 connections cost many
-    short ticks rather than one long stall. One task for the server rather than
-    one per connection keeps idle connections small.
+    A round is spread over ticks of at most ``LOOKS_PER_TICK`` connections and
+    about ``PINGS_PER_TICK`` pings, and a ping is written on the spot (no task
+    per ping, its pong checked at a later look), so 10,000 connections cost
+    many short ticks rather than one long stall. One task for the server rather
+    than one per connection keeps idle connections small.
     """
 
     def __init__(self, config: NativeConfig) -> None:
@@ -736,11 +743,15 @@ class Supervisor:
 
     async def run(self) -> None:
         """Look after every watched connection; runs until cancelled."""
+        interval = self._config.ping_interval
+        # Pings due per connection and round: each is pinged once every interval.
+        ping_share = IDLE_CHECK_INTERVAL / interval if interval is not None else 0.0
         async with trio.open_nursery() as tasks:
             self._tasks = tasks
             while True:
                 connections = list(self._transports)  # this round's; newcomers wait for the next
-                ticks = max(1, -(-len(connections) // CONNECTIONS_PER_TICK))
+                count = len(connections)
+                ticks = max(1, -(-count // LOOKS_PER_TICK), math.ceil(count * ping_share / PINGS_PER_TICK))
                 for tick in range(ticks):
                     await trio.sleep(IDLE_CHECK_INTERVAL / ticks)
                     now = trio.current_time()

@@ -1,4 +1,4 @@
-"""The native transport's frame parser (``trioapi.transports._frames``), against RFC 6455.
+"""The native transport's frame reader and writer (``trioapi.protocol``), against RFC 6455.
 
 Well-formed traffic is produced by wsproto's client (an independent
 implementation) and fed in arbitrary pieces; each rule the RFC makes a server

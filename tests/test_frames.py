@@ -1,4 +1,4 @@
-"""The native transport's frame parser (``trioapi.transports._frames``), against RFC 6455.
+"""The native transport's frame reader and writer (``trioapi.protocol``), against RFC 6455.
 
 Well-formed traffic is produced by wsproto's client (an independent
 implementation) and fed in arbitrary pieces; each rule the RFC makes a server
@@ -16,8 +16,8 @@ import pytest
 from wsproto.connection import CLIENT, Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from trioapi.transports import _frames
-from trioapi.transports._frames import CLOSE, PING, PONG, FrameReader, ProtocolError, close_frame, frame
+from trioapi.protocol import CLOSE, PING, PONG, FrameReader, ProtocolError, close_frame, frame
+from trioapi.protocol import reader as _frames
 
 
 def masked(first: int, payload: bytes, *, length_bytes: bytes | None = None, mask: bool = True) -> bytes:

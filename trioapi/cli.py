@@ -155,6 +155,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a client gets to complete its handshake (default: 10)",
     )
     limits.add_argument(
+        "--no-compression",
+        dest="compression",
+        action="store_false",
+        help="the native server refuses permessage-deflate (default: agreed when a client offers it)",
+    )
+    limits.add_argument(
         "--no-tune-gc",
         dest="tune_gc",
         action="store_false",
@@ -199,6 +205,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         graceful_timeout=args.graceful_timeout,
         handshake_timeout=args.handshake_timeout,
         tune_gc=args.tune_gc,
+        compression=args.compression,
     )
 
 

@@ -24,6 +24,10 @@ class ServerConfig:
     graceful_timeout: float = 5.0
     #: Seconds a client has to complete its handshake.
     handshake_timeout: float = 10.0
+    #: Native server: agree to permessage-deflate (RFC 7692) when a client offers it,
+    #: as browsers do (inflation bounded by ``max_message_size``). hypercorn negotiates
+    #: compression by its own rules; trio-websocket never does.
+    compression: bool = True
     #: Whether ``serve()`` tunes this process's garbage collector once the app has
     #: started (``trioapi.server.tune_gc``). Off by default here, since it changes
     #: the whole process you embed the server in; ``trioapi run``, which owns its

@@ -58,6 +58,7 @@ async def serve_native(
         handshake_timeout=config.handshake_timeout,
         ping_interval=config.ping_interval,
         ping_timeout=_ping_deadline(config),
+        compression=config.compression,
     )
 
     def handler_for(server: trio.Nursery, state: dict[str, Any]) -> ConnectionHandler:

@@ -1,18 +1,22 @@
-"""The native transport: trioapi's own accept loop, frames read in the handler's task.
+"""The native transport's I/O: sockets, the write hand-off, the supervisor.
+
+The protocol itself (frames, permessage-deflate, the close handshake) is
+``trioapi.protocol``, which does no I/O; this module moves its bytes. The
+accept loop and the HTTP handshake are ``trioapi.server._native``.
 
 A handler waiting in ``receive_*`` reads its socket itself: the bytes go
-through the frame parser (``_frames``; wsproto does the HTTP handshake) and the
-message is returned from the same task, without a reader task or a channel
-between socket and handler (trio-websocket's design, which costs two task
-switches per message). Pings and closes that arrive meanwhile are answered on
-the spot.
+through the frame reader and the message is returned from the same task,
+without a reader task or a channel between socket and handler
+(trio-websocket's design, which costs two task switches per message). Pings
+and closes that arrive meanwhile are answered on the spot.
 
 A handler that is *not* receiving (it only sends, or waits on something else)
-still has its pings answered and its peer's close seen: the server's
-``Supervisor`` notices a connection whose handler has not asked for a message
-for a while and starts a reader for it, which holds at most
-``NativeConfig.message_queue_size`` messages for the handler and steps aside
-as soon as the handler receives again. The same task sends keepalive pings.
+still has its pings answered and its peer's close seen: the app's connection
+registry starts a stand-in reader for it, on this transport as on every other
+(``trioapi.websockets.read_for_idle_handler``), which calls ``receive`` for it
+and steps aside, cancelling that call, when the handler receives again. The
+server's ``Supervisor`` sends keepalive pings, a few connections at a time,
+without a task per ping, and drops connections whose close is overdue.
 
 Compared with the ASGI path there is no per-message dict and no server queue,
 and the client's real close code reaches the app (hypercorn always reports
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -36,17 +41,21 @@ import trio
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.handshake import H11Handshake
 
-from trioapi.transports import PeerClosed
-from trioapi.transports._frames import (
-    BINARY,
+from trioapi.protocol import (
     PING,
     PONG,
-    TEXT,
+    CloseEvent,
+    CloseHandshake,
+    ConnectionState,
+    Deflater,
     FrameReader,
     ProtocolError,
     close_frame,
     frame,
+    message_frame,
+    negotiate,
 )
+from trioapi.transports import PeerClosed
 
 if TYPE_CHECKING:
     from trioapi._types import Scope
@@ -56,6 +65,7 @@ __all__ = [
     "NativeConfig",
     "NativeTransport",
     "Supervisor",
+    "WriteTurn",
     "close_socket",
     "header_lines",
     "recv",
@@ -79,21 +89,29 @@ CLOSE_HANDSHAKE_TIMEOUT = 2.0
 #: Default seconds a keepalive ping may wait for its pong.
 DEFAULT_PING_TIMEOUT = 20.0
 
-#: How often the supervisor looks for handlers that stopped receiving, in seconds.
-#: A ping or close from the peer of such a handler is answered within two of these.
+#: How often the supervisor looks at each connection, in seconds: for handlers that
+#: stopped receiving, overdue close handshakes, and pings that are due or unanswered.
+#: A ping or close from the peer of a busy handler is answered within two of these.
 IDLE_CHECK_INTERVAL = 0.5
 
-# The close handshake, as RFC 6455 names its states (before accept there is no state).
-_OPEN: Final = 1
-_LOCAL_CLOSING: Final = 2  # our close frame is out; the peer's answer is due
-_REMOTE_CLOSING: Final = 3  # the peer's close frame came; our answer is due
-_CLOSED: Final = 4
+#: The most connections the supervisor looks at in one go (about a millisecond's work),
+#: and the most pings it means to write in one go (their pongs wake as many handlers
+#: at once). A round over many connections, or with many pings due, is spread over
+#: as many ticks as these take, so that no round holds up the event loop (and every
+#: other connection's messages) for more than a moment; a round that needs neither
+#: is one tick, as few wake-ups as possible.
+LOOKS_PER_TICK = 1024
+PINGS_PER_TICK = 64
+
+_OPEN: Final = ConnectionState.OPEN
+_PING: Final = frame(PING, b"")
 
 # What a write is, for the close handshake.
 _DATA: Final = 0
 _CONTROL: Final = 1  # ping, pong: not sent once a close is under way
-_GOODBYE: Final = 2  # a close frame
-_HANDSHAKE: Final = 3  # the 101 or a refusal, before there is a state
+_GOODBYE: Final = 2  # a close frame: sent once, opening the handshake or answering the peer's
+_FAILURE: Final = 3  # the close frame for a protocol error: its transition (FAIL) is made already
+_HANDSHAKE: Final = 4  # the 101 or a refusal, before there is a state
 
 
 @attrs.frozen
@@ -110,15 +128,8 @@ class NativeConfig:
     ping_timeout: float = DEFAULT_PING_TIMEOUT
     #: Bytes per socket read.
     receive_buffer_size: int = 64 * 1024
-    #: Messages read for a handler that is busy elsewhere, before reading pauses.
-    message_queue_size: int = 4
-
-
-def _message_frame(message: str | bytes) -> bytes:
-    """The frame for one message: text for ``str``, binary for ``bytes``."""
-    if type(message) is str:
-        return frame(TEXT, message.encode())
-    return frame(BINARY, message)  # type: ignore[arg-type]
+    #: Agree to permessage-deflate (RFC 7692) when a client offers it.
+    compression: bool = True
 
 
 def header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -131,45 +142,72 @@ def header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-#: Who is reading a connection's socket.
-_HANDLER: Final = 1
-_STAND_IN: Final = 2
+class WriteTurn:
+    """Whose turn it is to write a connection's socket: first come, first served.
+
+    A frame is never interleaved with another, and frames go out in the order
+    their writers came (which permessage-deflate's context takeover needs). Not
+    a ``trio.Lock``: a frame ``write_now`` could only start is finished by a
+    supervisor task, which hands on a turn another task took, and taking a free
+    turn costs no checkpoint.
+    """
+
+    __slots__ = ("_queue", "busy")
+
+    def __init__(self) -> None:
+        #: Someone is writing, or a frame is partly written.
+        self.busy = False
+        self._queue: trio.lowlevel.ParkingLot | None = None  # made on first need
+
+    def take_now(self) -> bool:
+        """Take the turn if it is free."""
+        if self.busy:
+            return False
+        self.busy = True
+        return True
+
+    async def wait(self) -> None:
+        """Wait until the writer before us hands the turn over (call when ``take_now`` failed)."""
+        if self._queue is None:
+            self._queue = trio.lowlevel.ParkingLot()
+        await self._queue.park()
+
+    def hand_on(self) -> None:
+        """Give the turn to the next writer in line, or free it."""
+        queue = self._queue
+        if queue:
+            queue.unpark()
+        else:
+            self.busy = False
 
 
 class NativeTransport:
-    """A ``WebSocketTransport`` over one TCP socket (wsproto for the handshake, ``_frames`` after).
+    """A ``WebSocketTransport`` over one TCP socket (wsproto for the handshake, ``trioapi.protocol`` after).
 
-    The socket has at most one reader: the handler inside ``receive`` (the
-    usual case), or the stand-in reader the ``Supervisor`` starts while the
-    handler is away, or, at the end, the connection's own task finishing the
-    close handshake. Writers take turns through a small FIFO hand-off, so a
-    frame is never interleaved with another and never follows our close frame.
+    The socket has at most one reader: whoever is inside ``receive`` (the
+    handler, or the stand-in reader that reads for it while it is away: the
+    ``WebSocket`` lets only one of them in at a time), or, at the end, the
+    connection's own task finishing the close handshake. Writers take turns
+    (``WriteTurn``), so a frame is never interleaved with another and never
+    follows our close frame.
     """
 
     __slots__ = (
-        "_broken",
         "_buffer_size",
-        "_closing_since",
-        "_corrupt",
-        "_gone",
+        "_closing",
+        "_config",
+        "_deflater",
+        "_frames",
         "_handshake",
         "_head",
         "_inbox",
-        "_pong",
-        "_queue_size",
+        "_next_ping",
+        "_ping_since",
         "_raw",
-        "_reader",
-        "_reader_frames",
-        "_receives",
         "_request",
-        "_seen_receives",
-        "_stand_in_scope",
-        "_state",
         "_supervisor",
         "_trailing",
-        "_waiter",
-        "_write_lot",
-        "_writing",
+        "_turn",
         "can_deny",
     )
 
@@ -187,33 +225,24 @@ class NativeTransport:
         # The plain socket, non-blocking (handle_native_stream made it so): read and written
         # directly, with trio.lowlevel's waits when it is not ready.
         self._raw = raw
-        # Until accept (or a refusal); after it, frames are ours (trioapi.transports._frames).
+        # Until accept (or a refusal); after it, frames are trioapi.protocol's.
         self._handshake: H11Handshake | None = handshake
         self._request = request
         self._head = head
         self._trailing = trailing
+        self._config = config
         self._buffer_size = config.receive_buffer_size
-        self._queue_size = config.message_queue_size
-        self._state = 0  # _OPEN once accepted
-        self._reader_frames = FrameReader(config.max_message_size)
+        self._frames = FrameReader(config.max_message_size)
+        self._closing = CloseHandshake()
+        self._turn = WriteTurn()
+        # permessage-deflate's compressor, when the handshake agreed it.
+        self._deflater: Deflater | None = None
         self._inbox: deque[str | bytes] = deque()
-        # Why the conversation is over, as (code, reason), once it is: the
-        # peer's close, a broken socket (1006), or a limit we enforced.
-        self._gone: tuple[int, str] | None = None
-        # A partial frame went out (a send cancelled half-way): nothing more can be sent.
-        self._broken = False
-        # The client broke the protocol: nothing more can be parsed.
-        self._corrupt = False
-        self._reader = 0
-        self._receives = 0
-        self._seen_receives = -1
-        self._stand_in_scope: trio.CancelScope | None = None
-        self._waiter: trio.lowlevel.Task | None = None
-        self._writing = False
-        self._write_lot: trio.lowlevel.ParkingLot | None = None
-        self._pong: trio.Event | None = None
-        self._closing_since: float | None = None
-        # Set by handle_native_stream: finishes a frame write_now could only start.
+        # Keepalive (the supervisor's): when the next ping is due (0: from the first
+        # look), and since when one has waited for its pong.
+        self._next_ping = 0.0
+        self._ping_since: float | None = None
+        # Set by Supervisor.watch: finishes a frame write_now could only start.
         self._supervisor: Supervisor | None = None
         self.can_deny = True
 
@@ -257,11 +286,18 @@ class NativeTransport:
         await trio.lowlevel.checkpoint()
 
     async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
-        """Send the 101 response."""
+        """Send the 101 response, agreeing to permessage-deflate if the client offers it and it is on."""
         assert self._handshake is not None
+        offers = self._request.extensions  # a server's wsproto gives the header's elements, as str
+        if offers and self._config.compression:
+            agreed = negotiate(offers)  # type: ignore[arg-type]
+            if agreed is not None:
+                headers = [(b"sec-websocket-extensions", agreed.response.encode()), *headers]
+                self._frames = FrameReader(self._config.max_message_size, agreed.inflater())
+                self._deflater = agreed.deflater()
         response = self._handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=headers))
         self._handshake = None  # its h11 state is no longer needed: every open connection would keep it
-        self._state = _OPEN
+        self._closing.transition(CloseEvent.ACCEPT)
         trailing, self._trailing = self._trailing, b""
         await self._write(response, _HANDSHAKE)
         if trailing:  # frames the client sent without waiting for the 101
@@ -279,28 +315,29 @@ class NativeTransport:
             data += self._handshake.send(RejectData(data=body))
         else:
             data = self._handshake.send(RejectConnection(status_code=status, headers=headers))
-        await self._write(data, _HANDSHAKE)
+        await self._refuse(data)
+
+    async def _refuse(self, response: bytes) -> None:
+        """Send an HTTP refusal instead of the 101, unless the client has gone already."""
+        closing = self._closing
+        if closing.state is not ConnectionState.CONNECTING:
+            raise PeerClosed(*(closing.reason or (1006, "")))
+        closing.transition(CloseEvent.REJECT)
+        await self._write(response, _HANDSHAKE)
 
     # -- receiving -------------------------------------------------------------
 
     async def receive(self) -> str | bytes:
         """The next message, read from the socket in this task unless one is waiting."""
-        self._receives += 1
         inbox = self._inbox
         if inbox:
             await trio.lowlevel.checkpoint()
             return inbox.popleft()
         while not inbox:
-            if self._gone is not None:
-                raise PeerClosed(*self._gone)
-            if self._reader:
-                await self._take_over_from_stand_in()
-                continue
-            self._reader = _HANDLER
-            try:
-                data = await recv(self._raw, self._buffer_size)
-            finally:
-                self._reader = 0
+            reason = self._closing.reason
+            if reason is not None:
+                raise PeerClosed(*reason)
+            data = await recv(self._raw, self._buffer_size)
             replies = self._absorb(data)
             if replies:
                 await self._send_control(replies)
@@ -312,45 +349,35 @@ class NativeTransport:
         Synchronous: nothing here can be cancelled half-way, so nothing read is lost.
         """
         if not data:
-            self._set_gone(1006, "")
-            self._state = _CLOSED
+            self._closing.transition(CloseEvent.LOSE, (1006, ""))
             return None
         try:
-            controls = self._reader_frames.feed(data, self._inbox)
+            controls = self._frames.feed(data, self._inbox)
         except ProtocolError as error:
-            self._corrupt = True  # the rest of the stream cannot be parsed
             return self._fail(error.code, error.reason)
         if controls is None:
             return None
+        closing = self._closing
         replies: list[tuple[bytes, int]] = []
         for opcode, payload in controls:
             if opcode == PING:
-                if self._state == _OPEN:
+                if closing.state is _OPEN:
                     replies.append((frame(PONG, payload), _CONTROL))  # type: ignore[arg-type]
             elif opcode == PONG:
-                if self._pong is not None:
-                    self._pong.set()
-                    self._pong = None
+                self._ping_since = None  # any pong answers our ping: they come in order
             else:  # CLOSE, always the last
                 code, reason = cast("tuple[int, str]", payload)
-                self._set_gone(code, reason)
-                if self._state == _OPEN:  # the peer says goodbye: say it back
-                    self._state = _REMOTE_CLOSING
+                state = closing.transition(CloseEvent.RECEIVE_CLOSE, (code, reason))
+                if state is ConnectionState.REMOTE_CLOSING:  # the peer says goodbye: say it back
                     replies.append((close_frame(code, reason), _GOODBYE))
-                else:  # the peer's answer to our close
-                    self._state = _CLOSED
         return replies or None
-
-    def _set_gone(self, code: int, reason: str) -> None:
-        if self._gone is None:
-            self._gone = (code, reason)
 
     def _fail(self, code: int, reason: str) -> list[tuple[bytes, int]] | None:
         """End the conversation for a limit or a protocol error: ``code`` to the peer and the handler."""
-        self._set_gone(code, reason)
-        if self._state == _OPEN:
-            return [(close_frame(code, reason), _GOODBYE)]
-        return None
+        closing = self._closing
+        was_open = closing.state is _OPEN
+        closing.transition(CloseEvent.FAIL, (code, reason), trio.current_time())
+        return [(close_frame(code, reason), _FAILURE)] if was_open else None
 
     async def _send_control(self, replies: list[tuple[bytes, int]]) -> None:
         """Send pongs and close frames; a cancellation while waiting for our turn loses only a pong."""
@@ -360,54 +387,29 @@ class NativeTransport:
             except PeerClosed:
                 return
 
-    async def _take_over_from_stand_in(self) -> None:
-        """Stop the stand-in reader and wait until it has let go of the socket."""
-        if self._stand_in_scope is not None:
-            self._stand_in_scope.cancel()
-        task = self._waiter = trio.lowlevel.current_task()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            if self._waiter is task:
-                self._waiter = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-    def wants_stand_in(self) -> bool:
-        """Whether the handler has not received since the last look, and nobody reads for it."""
-        receives = self._receives
-        idle = receives == self._seen_receives
-        self._seen_receives = receives
-        return idle and not self._reader and self.is_open() and len(self._inbox) < self._queue_size
-
-    async def read_for_idle_handler(self) -> None:
-        """Read while the handler is away: answer pings and closes, hold a few messages for it."""
-        if self._reader or self._gone is not None:
-            return
-        self._reader = _STAND_IN
-        try:
-            while self._waiter is None and self._gone is None and len(self._inbox) < self._queue_size:
-                with trio.CancelScope() as scope:
-                    self._stand_in_scope = scope
-                    data = await recv(self._raw, self._buffer_size)
-                self._stand_in_scope = None
-                if scope.cancelled_caught:
-                    break  # the handler is back
-                replies = self._absorb(data)
-                if replies:
-                    await self._send_control(replies)
-        finally:
-            self._stand_in_scope = None
-            self._reader = 0
-            if self._waiter is not None:
-                trio.lowlevel.reschedule(self._waiter)
-                self._waiter = None
-
     # -- sending ---------------------------------------------------------------
 
     async def send(self, message: str | bytes) -> None:
-        """Send one message as a text or binary frame."""
-        await self._write(_message_frame(message))
+        """Send one message as a text or binary frame (compressed if agreed)."""
+        turn = self._turn
+        if not turn.take_now():
+            await turn.wait()
+        try:
+            closing = self._closing
+            if closing.state is not _OPEN:
+                raise PeerClosed(*(closing.reason or (1006, "")))
+            await trio.lowlevel.checkpoint_if_cancelled()
+            # Built in turn, after the last cancellation point before the socket:
+            # compressed frames go out in the order they were compressed.
+            deflater = self._deflater
+            try:
+                await self._send_all(message_frame(message, deflater))
+            except BaseException:
+                if deflater is not None:
+                    deflater.reset()  # the client will not see this frame: refer to none of it
+                raise
+        finally:
+            turn.hand_on()
 
     def write_now(self, message: str | bytes) -> bool:
         """Write ``message`` at once, from any task, if the connection is open and nobody is writing.
@@ -415,22 +417,27 @@ class NativeTransport:
         For a fan-out to many waiting connections from one task (``ConnectionHub``):
         no task switch per connection. ``False``, with nothing written, if it
         cannot be done now (the caller queues the message instead). A frame the
-        kernel takes only part of is finished by a task of the supervisor, which
-        holds the turn meanwhile, so nothing comes between its parts.
+        kernel takes only part of (or, compressed, none of) is finished by a
+        task of the supervisor, which holds the turn meanwhile, so nothing comes
+        between its parts.
         """
+        turn = self._turn
         supervisor = self._supervisor
-        if self._writing or self._broken or self._state != _OPEN or supervisor is None:
+        if turn.busy or self._closing.state is not _OPEN or supervisor is None:
             return False
-        data = _message_frame(message)
+        deflater = self._deflater
+        data = message_frame(message, deflater)
         try:
             sent = self._raw.send(data)
         except BlockingIOError:
-            return False
+            if deflater is None:
+                return False
+            sent = 0  # compressed: it cannot be dropped, its peer's decompressor would miss it
         except OSError:
-            self._set_gone(1006, "")
+            self._closing.transition(CloseEvent.LOSE, (1006, ""))
             return False
         if sent < len(data):
-            self._writing = True
+            turn.busy = True
             supervisor.finish_write(self, data, sent)
         return True
 
@@ -440,24 +447,59 @@ class NativeTransport:
             await self._send_all(data, sent)
         except PeerClosed:
             pass
+        except BaseException:
+            if self._deflater is not None:
+                self._deflater.reset()  # the client will not see this frame: refer to none of it
+            raise
         finally:
-            self._next_turn()
+            self._turn.hand_on()
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame (before accept: refuse with 403, as hypercorn does)."""
-        if not self._state:
-            assert self._handshake is not None
-            await self._write(self._handshake.send(RejectConnection(status_code=403)), _HANDSHAKE)
+        if self._handshake is not None:
+            await self._refuse(self._handshake.send(RejectConnection(status_code=403)))
             return
         await self._write(close_frame(code, reason), _GOODBYE)
 
-    async def ping(self) -> None:
-        """Send a ping and wait for the pong (any pong: they answer in order)."""
-        pong = self._pong
-        if pong is None:
-            pong = self._pong = trio.Event()
-            await self._write(frame(PING, b""), _CONTROL)
-        await pong.wait()
+    def keep_alive(self, now: float, interval: float, timeout: float) -> bool:
+        """Ping the peer if a ping is due, without waiting; ``False`` once one went unanswered too long.
+
+        Any pong answers (they come in order). The ping is written at once when
+        nobody else is writing; else a task of the supervisor writes it in turn.
+        """
+        if self._closing.state is not _OPEN:
+            return True
+        since = self._ping_since
+        if since is not None:
+            return now - since <= timeout
+        if now < self._next_ping:
+            return True
+        if not self._next_ping:  # the first look: the first ping is due an interval from now
+            self._next_ping = now + interval
+            return True
+        self._ping_since = now
+        self._next_ping = now + interval
+        supervisor = self._supervisor
+        assert supervisor is not None
+        turn = self._turn
+        if turn.busy:
+            supervisor.write_in_turn(self, _PING)
+            return True
+        try:
+            sent = self._raw.send(_PING)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._closing.transition(CloseEvent.LOSE, (1006, ""))
+            return True  # the reader or the next writer finds the connection gone
+        if sent < len(_PING):  # the socket is full: wait for it in turn
+            turn.busy = True
+            supervisor.finish_write(self, _PING, sent)
+        return True
+
+    async def write_control(self, data: bytes) -> None:
+        """Write a ping or pong in turn (not once a close is under way)."""
+        await self._write(data, _CONTROL)
 
     async def _write(self, data: bytes, kind: int = _DATA, *, shielded: bool = False) -> None:
         """Write a frame in turn, keeping the close handshake's state.
@@ -468,28 +510,27 @@ class NativeTransport:
         be cancelled half-way) has ``CLOSE_HANDSHAKE_TIMEOUT``: a peer that
         reads nothing for that long is dropped.
         """
-        if self._writing:
-            await self._wait_turn()
-        else:
-            self._writing = True
+        turn = self._turn
+        if not turn.take_now():
+            await turn.wait()
         try:
-            if self._broken:
-                raise PeerClosed(1006, "")
-            state = self._state
-            if kind == _HANDSHAKE:
-                pass
-            elif kind == _GOODBYE:
-                if state == _OPEN:
-                    self._state = _LOCAL_CLOSING
-                    self._closing_since = trio.current_time()
-                elif state == _REMOTE_CLOSING:
-                    self._state = _CLOSED
+            closing = self._closing
+            state = closing.state
+            if kind == _GOODBYE:
+                if state is _OPEN:  # the peer's answer is due from now
+                    closing.transition(CloseEvent.SEND_CLOSE, now=trio.current_time())
+                elif state is ConnectionState.REMOTE_CLOSING:
+                    closing.transition(CloseEvent.SEND_CLOSE)
                 else:
-                    return  # our close frame is out already
-            elif state != _OPEN:
+                    return  # our close frame is out already, or the connection is gone
+            elif kind == _FAILURE:
+                if state is not ConnectionState.LOCAL_CLOSING:
+                    return  # gone since
+            elif kind != _HANDSHAKE and state is not _OPEN:
                 if kind == _DATA:
-                    raise PeerClosed(*(self._gone or (1006, "")))
+                    raise PeerClosed(*(closing.reason or (1006, "")))
                 return
+            await trio.lowlevel.checkpoint_if_cancelled()
             if shielded:
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
@@ -499,18 +540,18 @@ class NativeTransport:
             else:
                 await self._send_all(data)
         finally:
-            self._next_turn()
+            turn.hand_on()
 
     async def _send_all(self, data: bytes, sent: int = 0) -> None:
         """Write ``data[sent:]``; a cancellation after part of a frame went out breaks the connection.
 
-        A checkpoint before, a cancel-shielded one after, as every Trio send has
-        (and as ``trio.SocketStream`` would do, without its layers per call).
+        The caller has passed a cancellation point already; a cancel-shielded one
+        follows, as every Trio send has (and as ``trio.SocketStream`` would do,
+        without its layers per call).
         """
         raw = self._raw
         try:
             if not sent:
-                await trio.lowlevel.checkpoint_if_cancelled()
                 try:
                     sent = raw.send(data)
                 except BlockingIOError:
@@ -525,53 +566,36 @@ class NativeTransport:
                     with contextlib.suppress(BlockingIOError):
                         sent += raw.send(view[sent:])
         except (OSError, trio.ClosedResourceError):
-            self._set_gone(1006, "")
+            self._closing.transition(CloseEvent.LOSE, (1006, ""))
             raise PeerClosed(1006, "") from None
         except BaseException:
             if sent:  # cancelled half-way through a frame: the stream cannot be used again
                 self.abort()
             raise
 
-    async def _wait_turn(self) -> None:
-        if self._write_lot is None:
-            self._write_lot = trio.lowlevel.ParkingLot()
-        await self._write_lot.park()  # the writer before us hands the turn over
-
-    def _next_turn(self) -> None:
-        lot = self._write_lot
-        if lot:
-            lot.unpark()
-        else:
-            self._writing = False
-
     def abort(self) -> None:
         """Drop the TCP connection (a dead peer, a frame cut short): readers and writers see 1006."""
-        self._broken = True
-        self._set_gone(1006, "")
+        self._closing.transition(CloseEvent.LOSE, (1006, ""))
         close_socket(self._raw)  # wakes a reader or writer waiting on it
 
     # -- the end ---------------------------------------------------------------
 
     def overdue_close(self, now: float) -> bool:
         """Whether our close frame has waited too long for the peer's answer."""
-        since = self._closing_since
-        return since is not None and self._gone is None and now - since > CLOSE_HANDSHAKE_TIMEOUT
+        return self._closing.overdue(now, CLOSE_HANDSHAKE_TIMEOUT)
 
     def is_open(self) -> bool:
         """Whether the handshake is done and neither side has ended the conversation."""
-        return self._state == _OPEN and self._gone is None
+        return self._closing.state is _OPEN
 
     async def finish(self) -> None:
         """After the handler: read until the peer answers our close frame (the caller bounds it)."""
-        while self._reader:
-            await self._take_over_from_stand_in()
-        if not self._state or self._broken:
-            return
-        if self._state == _REMOTE_CLOSING and self._gone is not None:
+        closing = self._closing
+        if closing.state is ConnectionState.REMOTE_CLOSING and closing.reason is not None:
             # The reader was cancelled between the peer's close and our answer.
             with contextlib.suppress(PeerClosed):
-                await self._write(close_frame(*self._gone), _GOODBYE, shielded=True)
-        while self._state == _LOCAL_CLOSING and not self._corrupt:
+                await self._write(close_frame(*closing.reason), _GOODBYE, shielded=True)
+        while closing.state is ConnectionState.LOCAL_CLOSING and not self._frames.done:
             data = await recv(self._raw, self._buffer_size)
             if not data:
                 return
@@ -580,16 +604,19 @@ class NativeTransport:
 
 
 class Supervisor:
-    """One task for every connection of a server: keepalive pings, and readers for idle handlers.
+    """One task for every connection of a server: keepalive pings and overdue closes.
 
-    Every ``IDLE_CHECK_INTERVAL`` it starts a stand-in reader for each handler
-    that has not received since the last look (so pings, pongs and the peer's
-    close are still handled), and closes sockets whose close handshake is
-    overdue. Every ``ping_interval`` it pings each connection; a peer that has
-    not answered within ``ping_timeout`` has its TCP connection dropped, so its
-    handler sees ``WebSocketDisconnect(1006)`` as for any broken connection.
-    One task for the server rather than one per connection keeps idle
-    connections small.
+    It looks at each connection every ``IDLE_CHECK_INTERVAL``: it closes a socket
+    whose close handshake is overdue, and every ``ping_interval`` writes a
+    ping; a peer that has not answered within ``ping_timeout`` has its TCP
+    connection dropped, so its handler sees ``WebSocketDisconnect(1006)`` as for
+    any broken connection.
+
+    A round is spread over ticks of at most ``LOOKS_PER_TICK`` connections and
+    about ``PINGS_PER_TICK`` pings, and a ping is written on the spot (no task
+    per ping, its pong checked at a later look), so 10,000 connections cost
+    many short ticks rather than one long stall. One task for the server rather
+    than one per connection keeps idle connections small.
     """
 
     def __init__(self, config: NativeConfig) -> None:
@@ -606,9 +633,14 @@ class Supervisor:
         """Write the rest of ``data`` to ``transport`` in a task of ours (see ``write_now``)."""
         if self._tasks is None:  # not running: nothing should be served
             transport.abort()
-            transport._next_turn()
+            transport._turn.hand_on()
             return
         self._tasks.start_soon(_guarded, partial(transport.finish_write, data, sent), transport)
+
+    def write_in_turn(self, transport: NativeTransport, data: bytes) -> None:
+        """Write the control frame ``data`` to ``transport`` in a task of ours, once its turn comes."""
+        if self._tasks is not None:
+            self._tasks.start_soon(_guarded, partial(transport.write_control, data), transport)
 
     def forget(self, transport: NativeTransport) -> None:
         """Stop looking after ``transport``: its handler has finished."""
@@ -618,35 +650,30 @@ class Supervisor:
     async def run(self) -> None:
         """Look after every watched connection; runs until cancelled."""
         interval = self._config.ping_interval
-        next_ping = trio.current_time() + interval if interval is not None else None
+        # Pings due per connection and round: each is pinged once every interval.
+        ping_share = IDLE_CHECK_INTERVAL / interval if interval is not None else 0.0
         async with trio.open_nursery() as tasks:
             self._tasks = tasks
             while True:
-                await trio.sleep(IDLE_CHECK_INTERVAL)
-                now = trio.current_time()
-                ping = next_ping is not None and now >= next_ping
-                for transport in list(self._transports):
-                    if transport.overdue_close(now):
-                        transport.abort()
-                    elif transport.wants_stand_in():
-                        tasks.start_soon(_guarded, transport.read_for_idle_handler, transport)
-                    if ping:
-                        tasks.start_soon(_guarded, partial(self._ping, transport), transport)
-                if ping and interval is not None:
-                    next_ping = now + interval
+                connections = list(self._transports)  # this round's; newcomers wait for the next
+                count = len(connections)
+                ticks = max(1, -(-count // LOOKS_PER_TICK), math.ceil(count * ping_share / PINGS_PER_TICK))
+                for tick in range(ticks):
+                    await trio.sleep(IDLE_CHECK_INTERVAL / ticks)
+                    now = trio.current_time()
+                    for transport in connections[tick::ticks]:
+                        if transport._supervisor is self:  # not forgotten meanwhile
+                            self._look_after(transport, now, tasks)
 
-    async def _ping(self, transport: NativeTransport) -> None:
-        if not transport.is_open():
+    def _look_after(self, transport: NativeTransport, now: float, tasks: trio.Nursery) -> None:
+        if transport.overdue_close(now):
+            transport.abort()
             return
-        with trio.move_on_after(self._config.ping_timeout) as timer:
-            try:
-                await transport.ping()
-            except PeerClosed:
-                return
-        if timer.cancelled_caught and transport.is_open():
-            logger.info(
-                "WebSocket peer did not answer a ping within %ss; dropping it", self._config.ping_timeout
-            )
+        config = self._config
+        if config.ping_interval is not None and not transport.keep_alive(
+            now, config.ping_interval, config.ping_timeout
+        ):
+            logger.info("WebSocket peer did not answer a ping within %ss; dropping it", config.ping_timeout)
             transport.abort()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import attrs
 
 __all__ = ["ServerConfig"]
@@ -9,7 +11,7 @@ __all__ = ["ServerConfig"]
 
 @attrs.frozen
 class ServerConfig:
-    """Limits shared by both servers; each default is explained in the deployment guide."""
+    """What every server applies the same way; each default is explained in the deployment guide."""
 
     #: Close 1009 for a larger message (bytes on hypercorn, characters on native for text).
     max_message_size: int = 1024 * 1024
@@ -33,3 +35,26 @@ class ServerConfig:
     #: the whole process you embed the server in; ``trioapi run``, which owns its
     #: process, turns it on (``--no-tune-gc`` to opt out).
     tune_gc: bool = False
+    #: The path the app is served under, when a proxy strips it from the requests
+    #: (``location /chat/ { proxy_pass http://app/; }``): the scope's ``root_path``,
+    #: so ``websocket.url`` and ``url_for`` give the public URL.
+    root_path: str = ""
+    #: Take the client's address and scheme from the ``Forwarded`` or
+    #: ``X-Forwarded-For``/``-Proto`` headers of a peer in ``forwarded_allow_ips``.
+    proxy_headers: bool = False
+    #: The peers whose proxy headers are believed: addresses or networks,
+    #: comma-separated, or ``*`` for every peer.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    #: TLS on every server (``wss://``, ``https://``): the certificate chain and its
+    #: private key, PEM files. Without ``keyfile`` the key is read from ``certfile``.
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server side of TLS for ``certfile``/``keyfile``, or ``None`` without them."""
+        if self.certfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.certfile, self.keyfile)
+        context.set_alpn_protocols(["http/1.1"])
+        return context

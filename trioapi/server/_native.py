@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 from http import HTTPStatus
@@ -16,7 +17,14 @@ from wsproto.events import RejectConnection, Request
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
-from trioapi.server._http import plain_response, read_request_head
+from trioapi.server._http import (
+    RequestHead,
+    ScopeSettings,
+    header_lines,
+    plain_response,
+    read_request_head,
+    websocket_scope,
+)
 from trioapi.server._listen import Address, ConnectionHandler, serve_own_listeners
 from trioapi.transports.native import (
     DEFAULT_PING_TIMEOUT,
@@ -27,6 +35,7 @@ from trioapi.transports.native import (
     close_socket,
     recv,
     send_plain,
+    tls_handshake,
 )
 from trioapi.websockets import WebSocket
 
@@ -60,11 +69,13 @@ async def serve_native(
         ping_timeout=_ping_deadline(config),
         compression=config.compression,
     )
+    settings = ScopeSettings.of(config)
+    tls = config.ssl_context()
 
     def handler_for(server: trio.Nursery, state: dict[str, Any]) -> ConnectionHandler:
         supervisor = Supervisor(native)
         server.start_soon(supervisor.run)
-        return partial(handle_native_stream, app, native, state, supervisor)
+        return partial(handle_native_stream, app, native, state, supervisor, settings, tls)
 
     await serve_own_listeners(
         app,
@@ -86,15 +97,16 @@ def _ping_deadline(config: ServerConfig) -> float:
     return max(1.0, config.idle_timeout - config.ping_interval)
 
 
-async def read_request(raw: socket.socket, config: NativeConfig) -> NativeTransport | None:
+async def read_request(
+    raw: socket.socket, config: NativeConfig
+) -> tuple[NativeTransport, RequestHead, Request] | None:
     """Read the upgrade request; answer anything else (plain HTTP, bad requests) and return ``None``."""
-    request_head = await read_request_head(raw, config.receive_buffer_size)
-    if request_head is None:
+    head = await read_request_head(partial(recv, raw), partial(send_plain, raw), config.receive_buffer_size)
+    if head is None:
         return None
-    head, trailing = request_head
     handshake = H11Handshake(SERVER)
     try:
-        handshake.receive_data(head)
+        handshake.receive_data(head.raw)
         event = next(iter(handshake.events()), None)
     except RemoteProtocolError as exc:
         hint = exc.event_hint
@@ -105,7 +117,22 @@ async def read_request(raw: socket.socket, config: NativeConfig) -> NativeTransp
     if not isinstance(event, Request):
         await send_plain(raw, plain_response(400, "Bad Request", b"Not a WebSocket handshake\n"))
         return None
-    return NativeTransport(raw, handshake, event, head[:-4], trailing, config)
+    return NativeTransport(raw, handshake, event, head.trailing, config), head, event
+
+
+async def _handshakes(
+    raw: socket.socket, tls: ssl.SSLContext | None, config: NativeConfig
+) -> tuple[socket.socket, tuple[NativeTransport, RequestHead, Request] | None]:
+    """TLS's handshake (with ``tls``), then the HTTP upgrade's, within ``handshake_timeout``."""
+    request = None
+    with trio.move_on_after(config.handshake_timeout):
+        if tls is not None:
+            raw = wrapped = tls.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            await tls_handshake(wrapped)
+        request = await read_request(raw, config)
+    if request is None:
+        logger.debug("Handshake not completed within %ss, or refused", config.handshake_timeout)
+    return raw, request
 
 
 async def handle_native_stream(
@@ -113,34 +140,36 @@ async def handle_native_stream(
     config: NativeConfig,
     state: dict[str, Any],
     supervisor: Supervisor,
+    settings: ScopeSettings,
+    tls: ssl.SSLContext | None,
     raw: socket.socket,
     peer: Address | None = None,
     local: Address | None = None,
 ) -> None:
-    """Serve one accepted TCP connection: handshake, then the app's handler; never raises.
+    """Serve one accepted TCP connection: handshakes, then the app's handler; never raises.
 
     ``peer`` and ``local``, the connection's two addresses when the accept loop
     knows them, save asking the socket (the scope's ``client`` and ``server``).
 
     Its frame stays alive as long as the connection does, so it is kept to one
-    (the handshake runs in a helper that has returned by then).
+    (the handshakes run in a helper that has returned by then).
     """
     raw.setblocking(False)
     for level, option, value in STREAM_OPTIONS:
         with contextlib.suppress(OSError):
             raw.setsockopt(level, option, value)
     try:
-        transport = None
-        with trio.move_on_after(config.handshake_timeout) as handshake:
-            transport = await read_request(raw, config)
-        if handshake.cancelled_caught:
-            logger.debug("Handshake not completed within %ss", config.handshake_timeout)
-        if transport is not None:
+        raw, request = await _handshakes(raw, tls, config)
+        if request is not None:
+            transport, head, event = request
+            if local is None:
+                local = _address(raw.getsockname())
+            scope = websocket_scope(
+                head.target, header_lines(head.raw), list(event.subprotocols), state, peer, local, settings
+            )
             supervisor.watch(transport)
             try:
-                await app.handle_websocket(
-                    WebSocket(transport.scope(state, peer, local), transport=transport)
-                )
+                await app.handle_websocket(WebSocket(scope, transport=transport))
             finally:
                 supervisor.forget(transport)
     except (ValueError, OSError, trio.ClosedResourceError) as dropped:
@@ -150,6 +179,11 @@ async def handle_native_stream(
     finally:
         with trio.CancelScope(shield=True):
             await linger_close(raw)
+
+
+def _address(sockname: Any) -> Address | None:
+    """The (host, port) of an IP socket's address; ``None`` for a Unix socket's path."""
+    return (str(sockname[0]), int(sockname[1])) if isinstance(sockname, tuple) else None
 
 
 async def linger_close(raw: socket.socket) -> None:

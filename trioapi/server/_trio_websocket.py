@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -28,9 +29,8 @@ import trio
 from trio_websocket import ConnectionClosed, Endpoint, WebSocketRequest, wrap_server_stream
 from wsproto.utilities import LocalProtocolError
 
-from trioapi.server._http import read_request_head, request_target, websocket_scope
+from trioapi.server._http import ScopeSettings, header_lines, read_request_head, websocket_scope
 from trioapi.server._listen import Address, ConnectionHandler, serve_own_listeners
-from trioapi.transports.native import header_lines
 from trioapi.transports.trio_websocket import CLOSE_HANDSHAKE_TIMEOUT, TrioWebSocketTransport
 from trioapi.websockets import WebSocket
 
@@ -65,13 +65,16 @@ async def serve_trio_websocket(
 ) -> None:
     """Serve ``app``'s WebSocket routes with trio-websocket until ``shutdown_trigger`` returns."""
 
+    settings = ScopeSettings.of(config)
+    tls = config.ssl_context()
+
     def handler_for(server: trio.Nursery, state: dict[str, Any]) -> ConnectionHandler:
         heartbeat = None
         if config.ping_interval is not None:
             timeout = config.ping_interval if config.idle_timeout is None else config.idle_timeout
             heartbeat = Heartbeat(config.ping_interval, max(1.0, timeout - config.ping_interval))
             server.start_soon(heartbeat.run)
-        return partial(_serve_socket, app, config, state, heartbeat)
+        return partial(_serve_socket, app, config, state, heartbeat, settings, tls)
 
     await serve_own_listeners(
         app,
@@ -91,22 +94,28 @@ async def _serve_socket(
     config: ServerConfig,
     state: dict[str, Any],
     heartbeat: Heartbeat | None,
+    settings: ScopeSettings,
+    tls: ssl.SSLContext | None,
     raw: socket.socket,
-    peer: Address,
+    peer: Address | None,
     local: Address | None,
 ) -> None:
     """One accepted socket: its request head, then trio-websocket and the app; never raises."""
     raw.setblocking(False)
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))  # sets TCP_NODELAY
+    plain = trio.SocketStream(trio.socket.from_stdlib_socket(raw))  # sets TCP_NODELAY
+    # TLS's handshake happens on the first read, within the handshake's time.
+    stream: trio.abc.Stream = plain if tls is None else trio.SSLStream(plain, tls, server_side=True)
     try:
         async with trio.open_nursery() as nursery:  # trio-websocket's reader task runs here
             try:
-                await _handshake_and_serve(app, config, state, heartbeat, raw, stream, nursery, peer, local)
+                await _handshake_and_serve(
+                    app, config, state, heartbeat, settings, stream, nursery, peer, local
+                )
             finally:
                 # The conversation is over, or never began: closing the socket ends
                 # trio-websocket's reader, unless it waits to hand a message to a handler
                 # that has gone; that one is cancelled a moment later.
-                stream.socket.close()
+                plain.socket.close()
                 if nursery.child_tasks:
                     nursery.cancel_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
     except Exception as error:
@@ -115,7 +124,7 @@ async def _serve_socket(
         else:
             logger.exception("Unexpected error in the trio-websocket server")
     finally:
-        stream.socket.close()  # (once more, if the nursery never opened)
+        plain.socket.close()  # (once more, if the nursery never opened)
 
 
 async def _handshake_and_serve(
@@ -123,22 +132,21 @@ async def _handshake_and_serve(
     config: ServerConfig,
     state: dict[str, Any],
     heartbeat: Heartbeat | None,
-    raw: socket.socket,
-    stream: trio.SocketStream,
+    settings: ScopeSettings,
+    stream: trio.abc.Stream,
     nursery: trio.Nursery,
-    peer: Address,
+    peer: Address | None,
     local: Address | None,
 ) -> None:
     """Read the request head, hand the connection to trio-websocket, then serve its request."""
-    request = None
+    head = request = None
     with trio.move_on_after(config.handshake_timeout) as handshake:
-        request_head = await read_request_head(raw, RECEIVE_BUFFER_SIZE)
-        if request_head is None:
+        head = await read_request_head(stream.receive_some, stream.send_all, RECEIVE_BUFFER_SIZE)
+        if head is None:
             return  # answered already (426, 431)
-        head, rest = request_head
         # trio-websocket closes the stream when it refuses the request (wsproto's 400 or
         # 426): then no request will come, so stop waiting for one.
-        replayed = _Replayed(stream, head + rest, on_close=handshake.cancel)
+        replayed = _Replayed(stream, head.raw + head.trailing, on_close=handshake.cancel)
         request = await wrap_server_stream(
             cast("trio.Nursery", _ReaderHost(nursery)),
             replayed,
@@ -147,14 +155,11 @@ async def _handshake_and_serve(
             receive_buffer_size=RECEIVE_BUFFER_SIZE,
         )
         replayed.on_close = None
-    if request is None:
+    if head is None or request is None:
         logger.debug("Handshake not completed within %ss", config.handshake_timeout)
         return
-    if local is None:
-        local = _address(stream.socket.getsockname())
-    scope = websocket_scope(
-        request_target(head), header_lines(head), list(request.proposed_subprotocols), state, peer, local
-    )
+    subprotocols = list(request.proposed_subprotocols)
+    scope = websocket_scope(head.target, header_lines(head.raw), subprotocols, state, peer, local, settings)
     await _serve_request(app, request, scope, heartbeat, stream)
 
 
@@ -252,13 +257,13 @@ class _Replayed(trio.abc.Stream):
     so trio-websocket's reader pays nothing for the wrapper per read.
     """
 
-    def __init__(self, stream: trio.SocketStream, prefix: bytes, on_close: Callable[[], object]) -> None:
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes, on_close: Callable[[], object]) -> None:
         self._stream = stream
         self._prefix = prefix
         #: Called when trio-websocket closes the stream (``None`` once that no longer matters).
         self.on_close: Callable[[], object] | None = on_close
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         prefix = self._prefix
         if not prefix:
             return await self._stream.receive_some(max_bytes)

@@ -30,11 +30,11 @@ import contextlib
 import logging
 import math
 import socket
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
 import attrs
 import trio
@@ -58,18 +58,19 @@ from trioapi.protocol import (
 from trioapi.transports import PeerClosed
 
 if TYPE_CHECKING:
-    from trioapi._types import Scope
+    pass
 
 __all__ = [
+    "NOT_NOW",
     "Address",
     "NativeConfig",
     "NativeTransport",
     "Supervisor",
     "WriteTurn",
     "close_socket",
-    "header_lines",
     "recv",
     "send_plain",
+    "tls_handshake",
 ]
 
 logger = logging.getLogger("trioapi.native")
@@ -132,16 +133,6 @@ class NativeConfig:
     compression: bool = True
 
 
-def header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
-    """The ``(name, value)`` lines of an HTTP request head, names lowercased, both stripped."""
-    headers = []
-    for line in head.split(b"\r\n")[1:]:
-        name, colon, value = line.partition(b":")
-        if colon:
-            headers.append((name.strip().lower(), value.strip()))
-    return headers
-
-
 class WriteTurn:
     """Whose turn it is to write a connection's socket: first come, first served.
 
@@ -199,7 +190,6 @@ class NativeTransport:
         "_deflater",
         "_frames",
         "_handshake",
-        "_head",
         "_inbox",
         "_next_ping",
         "_ping_since",
@@ -218,17 +208,15 @@ class NativeTransport:
         raw: socket.socket,
         handshake: H11Handshake,
         request: Request,
-        head: bytes,
         trailing: bytes,
         config: NativeConfig,
     ) -> None:
-        # The plain socket, non-blocking (handle_native_stream made it so): read and written
-        # directly, with trio.lowlevel's waits when it is not ready.
+        # The plain socket (or a TLS one, ssl.SSLSocket), non-blocking (handle_native_stream
+        # made it so): read and written directly, with trio.lowlevel's waits when it is not ready.
         self._raw = raw
         # Until accept (or a refusal); after it, frames are trioapi.protocol's.
         self._handshake: H11Handshake | None = handshake
         self._request = request
-        self._head = head
         self._trailing = trailing
         self._config = config
         self._buffer_size = config.receive_buffer_size
@@ -247,39 +235,6 @@ class NativeTransport:
         self.can_deny = True
 
     # -- the handshake ---------------------------------------------------------
-
-    def scope(
-        self, state: dict[str, Any], client: Address | None = None, server: Address | None = None
-    ) -> Scope:
-        """The ASGI-shaped scope of this connection (every request header, lowercased).
-
-        ``client`` and ``server`` are the peer's and the local (host, port), when the
-        caller knows them already; else the socket is asked.
-        """
-        target = self._request.target
-        path, _, query = target.partition("?")
-        headers = header_lines(self._head)
-        self._head = b""  # the scope has the headers now
-        scope: Scope = {
-            "type": "websocket",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "scheme": "ws",
-            "path": unquote(path),
-            "raw_path": path.encode("latin-1"),
-            "query_string": query.encode("latin-1"),
-            "root_path": "",
-            "headers": headers,
-            "subprotocols": list(self._request.subprotocols),
-            "state": dict(state),
-            "extensions": {"websocket.http.response": {}},
-        }
-        try:
-            scope["client"] = client or tuple(self._raw.getpeername()[:2])
-            scope["server"] = server or tuple(self._raw.getsockname()[:2])
-        except OSError:  # the peer has already gone; the handler will find out
-            pass
-        return scope
 
     async def connect(self) -> None:
         """The client's request was read before this transport was made: nothing to wait for."""
@@ -429,7 +384,7 @@ class NativeTransport:
         data = message_frame(message, deflater)
         try:
             sent = self._raw.send(data)
-        except BlockingIOError:
+        except NOT_NOW:
             if deflater is None:
                 return False
             sent = 0  # compressed: it cannot be dropped, its peer's decompressor would miss it
@@ -487,7 +442,7 @@ class NativeTransport:
             return True
         try:
             sent = self._raw.send(_PING)
-        except BlockingIOError:
+        except NOT_NOW:
             sent = 0
         except OSError:
             self._closing.transition(CloseEvent.LOSE, (1006, ""))
@@ -551,20 +506,23 @@ class NativeTransport:
         """
         raw = self._raw
         try:
+            waiting: OSError = BlockingIOError()
             if not sent:
                 try:
                     sent = raw.send(data)
-                except BlockingIOError:
-                    pass
+                except NOT_NOW as error:
+                    waiting = error
                 else:
                     if sent == len(data):
                         await trio.lowlevel.cancel_shielded_checkpoint()
                         return
             with memoryview(data) as view:
                 while sent < len(data):
-                    await trio.lowlevel.wait_writable(raw)
-                    with contextlib.suppress(BlockingIOError):
+                    await _ready_for(raw, waiting, writing=True)
+                    try:
                         sent += raw.send(view[sent:])
+                    except NOT_NOW as error:
+                        waiting = error
         except (OSError, trio.ClosedResourceError):
             self._closing.transition(CloseEvent.LOSE, (1006, ""))
             raise PeerClosed(1006, "") from None
@@ -686,6 +644,32 @@ async def _guarded(fn: Callable[[], Awaitable[None]], transport: NativeTransport
         transport.abort()
 
 
+#: What a non-blocking socket raises when it cannot go on now: a plain one
+#: ``BlockingIOError``; a TLS one (``ssl.SSLSocket``, ``--certfile``) the want-read
+#: or want-write errors, since TLS may need to read in order to write, or the reverse.
+NOT_NOW = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+async def _ready_for(raw: socket.socket, waiting: OSError, *, writing: bool) -> None:
+    """Wait until ``raw`` can go on after ``waiting`` (one of ``NOT_NOW``) stopped a read or a write."""
+    # A plain socket waits for what it was doing; TLS says what it wants.
+    plain = isinstance(waiting, BlockingIOError)
+    if (not writing) if plain else isinstance(waiting, ssl.SSLWantReadError):
+        await trio.lowlevel.wait_readable(raw)
+    else:
+        await trio.lowlevel.wait_writable(raw)
+
+
+async def tls_handshake(raw: ssl.SSLSocket) -> None:
+    """The server side of a TLS handshake on a non-blocking socket (the caller bounds it in time)."""
+    while True:
+        try:
+            raw.do_handshake()
+            return
+        except NOT_NOW as error:
+            await _ready_for(raw, error, writing=isinstance(error, ssl.SSLWantWriteError))
+
+
 def close_socket(raw: socket.socket) -> None:
     """Close a plain socket (once): wake whoever waits on it first, as Trio asks."""
     if raw.fileno() != -1:
@@ -708,17 +692,17 @@ async def recv(raw: socket.socket, size: int) -> bytes:
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             data = raw.recv(size)
-        except BlockingIOError:
-            pass
+        except NOT_NOW as error:
+            waiting: OSError = error
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
         while True:
-            await trio.lowlevel.wait_readable(raw)
+            await _ready_for(raw, waiting, writing=False)
             try:
                 return raw.recv(size)
-            except BlockingIOError:  # woken for nothing after all
-                pass
+            except NOT_NOW as error:  # woken for nothing after all
+                waiting = error
     except (OSError, trio.ClosedResourceError):
         return b""
 
@@ -727,11 +711,14 @@ async def send_plain(raw: socket.socket, data: bytes) -> None:
     """Write all of ``data`` (an answer to a request that is not a WebSocket handshake)."""
     await trio.lowlevel.checkpoint_if_cancelled()
     sent = 0
+    waiting: OSError = BlockingIOError()
     with memoryview(data) as view:
         while True:
-            with contextlib.suppress(BlockingIOError):
+            try:
                 sent += raw.send(view[sent:])
+            except NOT_NOW as error:
+                waiting = error
             if sent == len(data):
                 break
-            await trio.lowlevel.wait_writable(raw)
+            await _ready_for(raw, waiting, writing=True)
     await trio.lowlevel.cancel_shielded_checkpoint()

@@ -31,6 +31,7 @@ from trioapi._lifespan import LifespanDriver
 from trioapi.exceptions import LifespanError
 from trioapi.server._config import ServerConfig
 from trioapi.server._hypercorn import serve_hypercorn
+from trioapi.server._listen import bind_unix, unlink_unix
 from trioapi.server._native import serve_native
 from trioapi.server._process import tune_gc
 from trioapi.server._trio_websocket import handle_trio_websocket, serve_trio_websocket
@@ -65,6 +66,7 @@ async def serve(
     config: ServerConfig | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     sock: socket.socket | None = None,
+    uds: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``host:port`` until ``shutdown_trigger`` returns or the caller cancels.
@@ -73,7 +75,9 @@ async def serve(
     port actually bound is reported through ``task_status`` once the app's
     lifespan has started. A lifespan startup failure raises here. ``sock`` is an
     already-listening socket to serve instead of binding ``host:port`` (the CLI
-    passes one shared by its worker processes). With ``config.tune_gc`` the
+    passes one shared by its worker processes). ``uds`` is the path of a Unix
+    socket to listen on instead (behind a proxy on the same machine), removed
+    again when the server stops; the port reported is then 0. With ``config.tune_gc`` the
     garbage collector is tuned for a server once the app has started (``tune_gc``).
     """
     config = config or ServerConfig()
@@ -87,6 +91,22 @@ async def serve(
     run = _SERVERS.get(server)
     if run is None:
         raise ValueError(f"server must be one of {', '.join(map(repr, _SERVERS))}, not {server!r}")
+    if uds is not None:
+        if sock is not None:
+            raise ValueError("pass sock or uds, not both")
+        unix = bind_unix(uds)
+        try:
+            await serve(
+                app,
+                server=server,
+                config=config,
+                shutdown_trigger=shutdown_trigger,
+                sock=unix,
+                task_status=task_status,
+            )
+        finally:
+            unlink_unix(unix, uds)
+        return
     from hypercorn.utils import LifespanFailureError
 
     try:

@@ -6,9 +6,12 @@ they do with each accepted socket (their ``ConnectionHandler``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 import socket
+import stat
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -20,15 +23,26 @@ if TYPE_CHECKING:
     from trioapi.applications import TrioAPI
     from trioapi.server._config import ServerConfig
 
-__all__ = ["Address", "ConnectionHandler", "accept_loop", "bind", "serve_own_listeners"]
+__all__ = [
+    "Address",
+    "ConnectionHandler",
+    "accept_loop",
+    "address",
+    "bind",
+    "bind_unix",
+    "serve_own_listeners",
+    "unlink_unix",
+]
 
 logger = logging.getLogger("trioapi")
 
 #: A socket address as the scope carries it: (host, port).
 Address: TypeAlias = tuple[str, int]
 
-#: Serves one accepted socket: ``handler(conn, peer, local)``, ``local`` ``None`` when not known.
-ConnectionHandler: TypeAlias = Callable[[socket.socket, Address, "Address | None"], Awaitable[None]]
+#: Serves one accepted socket: ``handler(conn, peer, local)``; an address is ``None`` when
+#: not known (``local`` on a listener bound to every address) or when there is none (on
+#: a Unix socket, both).
+ConnectionHandler: TypeAlias = Callable[[socket.socket, "Address | None", "Address | None"], Awaitable[None]]
 
 
 async def serve_own_listeners(
@@ -55,8 +69,9 @@ async def serve_own_listeners(
     async with trio.open_nursery() as app_nursery:
         await lifespan.startup(app_nursery)
         listeners = [sock] if sock is not None else await bind(host, port)
-        bound = listeners[0].getsockname()[1]
-        logger.debug("trioapi (%s) listening on %s:%s", name, host, bound)
+        where = address(listeners[0].getsockname())
+        bound = 0 if where is None else where[1]  # a Unix socket has no port
+        logger.debug("trioapi (%s) listening on %s", name, listeners[0].getsockname())
         try:
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as server:
@@ -81,6 +96,46 @@ async def bind(host: str, port: int) -> list[socket.socket]:
     """Listening sockets for ``host:port``, as plain sockets the accept loop can use without a wrapper."""
     listeners = await trio.open_tcp_listeners(port, host=host)
     return [socket.socket(fileno=listener.socket.detach()) for listener in listeners]
+
+
+def bind_unix(path: str, *, mode: int = 0o666, backlog: int = 1024) -> socket.socket:
+    """A listening Unix socket at ``path``, which any local user may connect to by default (``mode``).
+
+    A socket file left by a server that died is replaced; one that a live server
+    still listens on is not (``OSError`` EADDRINUSE), nor is a file that is not a
+    socket. The caller removes the file when done (``unlink_unix``).
+    """
+    if os.path.exists(path):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(path)
+            except ConnectionRefusedError:
+                os.unlink(path)  # nobody listens: a dead server's leftover
+            else:
+                raise OSError(errno.EADDRINUSE, f"a server already listens on {path}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def unlink_unix(sock: socket.socket, path: str) -> None:
+    """Close a listening Unix socket made by ``bind_unix(path)`` and remove its file."""
+    sock.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def address(sockname: Any) -> Address | None:
+    """The (host, port) of an IP socket's address; ``None`` for a Unix socket's path."""
+    return (str(sockname[0]), int(sockname[1])) if isinstance(sockname, tuple) else None
 
 
 #: accept() errors that say the process or system is out of something: wait, then go on.
@@ -111,9 +166,12 @@ async def accept_loop(
     """
     listener.setblocking(False)
     # The peer's address comes with each accept(); the local one is the listener's unless it
-    # listens on every address, where only the connection's own socket can tell.
-    host, port = listener.getsockname()[:2]
-    local: Address | None = None if host in _ANY_ADDRESS else (host, port)
+    # listens on every address, where only the connection's own socket can tell. A Unix
+    # socket's connections have neither.
+    local = address(listener.getsockname())
+    if local is not None and local[0] in _ANY_ADDRESS:
+        local = None
+    ip = listener.family != socket.AF_UNIX
     while True:
         try:
             conn, peer = listener.accept()
@@ -128,5 +186,5 @@ async def accept_loop(
                 await trio.sleep(0.1)
                 continue
             raise
-        connections.start_soon(handler, conn, peer[:2], local)
+        connections.start_soon(handler, conn, (peer[0], peer[1]) if ip else None, local)
         await trio.lowlevel.checkpoint()

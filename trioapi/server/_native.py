@@ -25,7 +25,7 @@ from trioapi.server._http import (
     read_request_head,
     websocket_scope,
 )
-from trioapi.server._listen import Address, ConnectionHandler, serve_own_listeners
+from trioapi.server._listen import Address, ConnectionHandler, address, serve_own_listeners
 from trioapi.transports.native import (
     DEFAULT_PING_TIMEOUT,
     STREAM_OPTIONS,
@@ -163,7 +163,7 @@ async def handle_native_stream(
         if request is not None:
             transport, head, event = request
             if local is None:
-                local = _address(raw.getsockname())
+                local = address(raw.getsockname())
             scope = websocket_scope(
                 head.target, header_lines(head.raw), list(event.subprotocols), state, peer, local, settings
             )
@@ -179,11 +179,6 @@ async def handle_native_stream(
     finally:
         with trio.CancelScope(shield=True):
             await linger_close(raw)
-
-
-def _address(sockname: Any) -> Address | None:
-    """The (host, port) of an IP socket's address; ``None`` for a Unix socket's path."""
-    return (str(sockname[0]), int(sockname[1])) if isinstance(sockname, tuple) else None
 
 
 async def linger_close(raw: socket.socket) -> None:

@@ -30,7 +30,7 @@ from trio_websocket import ConnectionClosed, Endpoint, WebSocketRequest, wrap_se
 from wsproto.utilities import LocalProtocolError
 
 from trioapi.server._http import ScopeSettings, header_lines, read_request_head, websocket_scope
-from trioapi.server._listen import Address, ConnectionHandler, serve_own_listeners
+from trioapi.server._listen import Address, ConnectionHandler, address, serve_own_listeners
 from trioapi.transports.trio_websocket import CLOSE_HANDSHAKE_TIMEOUT, TrioWebSocketTransport
 from trioapi.websockets import WebSocket
 
@@ -102,6 +102,8 @@ async def _serve_socket(
 ) -> None:
     """One accepted socket: its request head, then trio-websocket and the app; never raises."""
     raw.setblocking(False)
+    if local is None and peer is not None:  # listening on every address: ask the connection
+        local = address(raw.getsockname())
     plain = trio.SocketStream(trio.socket.from_stdlib_socket(raw))  # sets TCP_NODELAY
     # TLS's handshake happens on the first read, within the handshake's time.
     stream: trio.abc.Stream = plain if tls is None else trio.SSLStream(plain, tls, server_side=True)
@@ -218,10 +220,6 @@ def _dropped(error: BaseException) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return all(_dropped(exc) for exc in error.exceptions)
     return isinstance(error, _DROPPED)
-
-
-def _address(sockname: Any) -> Address:
-    return (str(sockname[0]), int(sockname[1]))
 
 
 class _ReaderHost:

@@ -40,6 +40,7 @@ async def serve_own_listeners(
     shutdown_trigger: Callable[[], Awaitable[None]],
     *,
     name: str,
+    scheme: str = "ws",
     handler_for: Callable[[trio.Nursery, dict[str, Any]], ConnectionHandler],
     task_status: trio.TaskStatus[int],
 ) -> None:
@@ -49,14 +50,15 @@ async def serve_own_listeners(
     lifespan has started (``state`` is its state; ``server`` a nursery for the
     server's own tasks, cancelled when it stops listening). Each connection runs
     in a task of its own; after the trigger (which has said goodbye to every
-    WebSocket) what is left gets ``graceful_timeout`` seconds.
+    WebSocket) what is left gets ``graceful_timeout`` seconds. ``name`` and
+    ``scheme`` say what serves, in the log line that says where.
     """
     lifespan = LifespanDriver(app)
     async with trio.open_nursery() as app_nursery:
         await lifespan.startup(app_nursery)
         listeners = [sock] if sock is not None else await bind(host, port)
         bound = listeners[0].getsockname()[1]
-        logger.info("trioapi (%s) serving on ws://%s:%s", name, host, bound)
+        logger.info("trioapi (%s) serving on %s://%s:%s", name, scheme, host, bound)
         try:
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as server:

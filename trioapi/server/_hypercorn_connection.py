@@ -93,15 +93,15 @@ class ConnectionContext(WorkerContext):
         self.terminate = worker.terminate
         self.terminated = worker.terminated
         self._worker = worker
-        #: Set once the connection's socket has closed.
-        self.closed = trio.Event()
+        #: Set once the client's side has ended, or the socket has closed.
+        self.ended = trio.Event()
 
     async def mark_request(self) -> None:
         await self._worker.mark_request()
 
     async def sleep(self, wait: float) -> None:  # type: ignore[override]
         with trio.move_on_after(wait):
-            await self.closed.wait()
+            await self.ended.wait()
 
 
 class HypercornConnection(TCPServer):
@@ -120,8 +120,8 @@ class HypercornConnection(TCPServer):
         self.settings = settings
         #: For an upgrade request: set once its response has gone out.
         self.responded: trio.Event | None = None
-        #: The accepted WebSocket's wsproto connection, once there is one.
-        self.websocket: LimitedConnection | None = None
+        #: hypercorn's stream for the accepted WebSocket, once there is one.
+        self.websocket: WSStream | None = None
 
     async def _read_data(self) -> None:
         first = await self._first_request()
@@ -133,6 +133,11 @@ class HypercornConnection(TCPServer):
                 if not data:
                     break
         await self.protocol.handle(Closed())
+        # The client is gone (or will be, once answered): nothing is left for the keep-alive
+        # timer to close, nor for keepalive pings to keep alive, and either would hold the
+        # connection's task, its state and its socket for as long as it sleeps.
+        await self.idle_task.stop()
+        self._ended()
 
     async def _receive(self) -> bytes | None:
         """The next bytes from the client; ``b""`` at its end, ``None`` if the socket broke or went silent."""
@@ -200,18 +205,27 @@ class HypercornConnection(TCPServer):
         """As the 101 goes out, give the accepted WebSocket trioapi's wsproto connection."""
         stream = getattr(self.protocol.protocol, "stream", None)
         if isinstance(stream, WSStream) and stream.state is ASGIWebsocketState.CONNECTED:
-            self.websocket = server_connection(stream.handshake.extensions, self.settings.max_message_size)
-            stream.connection = self.websocket
+            stream.connection = server_connection(stream.handshake.extensions, self.settings.max_message_size)
+            self.websocket = stream
+
+    def _ended(self) -> None:
+        if isinstance(self.context, ConnectionContext):
+            self.context.ended.set()
 
     async def _close(self) -> None:
-        if isinstance(self.context, ConnectionContext):
-            self.context.closed.set()
+        self._ended()
+        failed = False
+        if (websocket := self.websocket) is not None:
+            # A message cut short stays in hypercorn's buffer until its stream goes, with
+            # the reference cycles hypercorn leaves: free it now, as nothing more can come.
+            websocket.buffer.clear()
+            failed = isinstance(websocket.connection, LimitedConnection) and websocket.connection.failed
         with trio.CancelScope(shield=True):
             with trio.move_on_after(LINGER):
                 async with self.send_lock:  # a frame going out finishes first
                     with contextlib.suppress(*_GONE):
                         await self.stream.send_eof()
-                if self.websocket is not None and self.websocket.failed:
+                if failed:
                     await self._discard_input()
             await self.stream.aclose()
 

@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +24,8 @@ from functools import partial
 
 import pytest
 import trio
+from servers import ROOT, ServerProcess, running_server
+from test_lifecycle_live import _children as children
 from test_native_transport import RawClient, frame
 
 import trioapi
@@ -460,3 +463,38 @@ async def test_http_routes_keep_alive_and_shutdown_closes_idle_connections() -> 
     with trio.fail_after(TIMEOUT):
         assert await read_all(stream) == b""
     await stream.aclose()
+
+
+# --------------------------------------------------------------------------- plain hypercorn
+
+
+@pytest.fixture(scope="module")
+def plain_hypercorn() -> Iterator[ServerProcess]:
+    """``hypercorn --worker-class trio`` (its own CLI, one worker) serving ``apps.push_app``."""
+    with running_server("hypercorn", "apps.push_app:app", env={"PYTHONPATH": str(ROOT / "tests")}) as server:
+        # One connection first, so that the worker is up and has every file it keeps open.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as warm_up:
+            warm_up.sendall(upgrade_request(server.port, "/push"))
+            assert warm_up.recv(65536).startswith(b"HTTP/1.1 101")
+        deadline = time.monotonic() + TIMEOUT
+        while "push ended" not in server.output:
+            assert time.monotonic() < deadline, server.output
+            time.sleep(0.05)
+        yield server
+
+
+@pytest.mark.parametrize("how", PUSH_ENDINGS)
+async def test_a_push_only_handler_ends_on_plain_hypercorn_too(
+    plain_hypercorn: ServerProcess, how: str
+) -> None:
+    server = plain_hypercorn
+    (worker,) = [pid for pid, cmd in children(server.process.pid).items() if "resource_tracker" not in cmd]
+    ended = server.output.count("push ended")
+    fds = len(os.listdir(f"/proc/{worker}/fd"))
+    with trio.fail_after(TIMEOUT):
+        await leave(server.port, how)
+        while server.output.count("push ended") == ended:  # noqa: ASYNC110 - another process's output
+            await trio.sleep(0.05)
+    await settles(lambda: len(os.listdir(f"/proc/{worker}/fd")), fds)
+    assert "push ended 1006" in server.output
+    assert "Traceback" not in server.output, server.output

@@ -30,6 +30,7 @@ from test_native_transport import RawClient, frame
 
 import trioapi
 from trioapi import TrioAPI, WebSocket, WebSocketDisconnect
+from trioapi.requests import Request
 from trioapi.responses import PlainTextResponse
 from trioapi.server import ServerConfig
 
@@ -72,7 +73,7 @@ class Ending:
 
 
 def make_app() -> tuple[TrioAPI, Ending]:
-    """An echo route, a FastAPI-style push-only route (``/push``) and a plain HTTP route (``/health``)."""
+    """An echo route, a FastAPI-style push-only one (``/push``), and HTTP routes (``/health``, ``/body``)."""
     app = TrioAPI()
     ending = Ending()
 
@@ -97,6 +98,10 @@ def make_app() -> tuple[TrioAPI, Ending]:
     @app.get("/health")
     async def health() -> PlainTextResponse:
         return PlainTextResponse("ok")
+
+    @app.post("/body")
+    async def body(request: Request) -> PlainTextResponse:
+        return PlainTextResponse((await request.body()).decode())
 
     return app, ending
 
@@ -463,6 +468,43 @@ async def test_http_routes_keep_alive_and_shutdown_closes_idle_connections() -> 
     with trio.fail_after(TIMEOUT):
         assert await read_all(stream) == b""
     await stream.aclose()
+
+
+async def test_pipelined_http_requests_are_all_answered() -> None:
+    app, _ = make_app()
+    async with hypercorn(app) as port:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(TIMEOUT):
+            request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            await stream.send_all(
+                request * 2 + request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+            )
+            responses = await read_all(stream)
+        await stream.aclose()
+    assert responses.count(b"HTTP/1.1 200 ") == 3, responses
+
+
+async def test_an_upgrade_after_a_request_on_the_same_connection_is_served_like_a_first(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A keep-alive connection's later request is read whole first too (its predecessor's
+    # body counted out): its frame sent with the upgrade request reached hypercorn before
+    # the 101, and met the same failure as on a first request.
+    app, _ = make_app()
+    async with hypercorn(app) as port:
+        with trio.fail_after(TIMEOUT):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(b"POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9\r\n\r\nsome")
+            await stream.send_all(b" body")
+            response = b""
+            while not response.endswith(b"some body"):
+                response += await stream.receive_some(65536)
+            client = RawClient(stream)
+            await stream.send_all(upgrade_request(port) + frame(1, b"hi"))
+            assert (await client.read_head()).startswith(b"HTTP/1.1 101")
+            assert await read_message(client) == b"hi"
+            await stream.aclose()
+    no_traceback(caplog)
 
 
 # --------------------------------------------------------------------------- plain hypercorn

@@ -5,7 +5,8 @@ WebSockets through its ``WSStream`` and ASGI), with its socket I/O taken over
 where hypercorn 0.18 lets one client end the process or hold memory without
 bound:
 
-- **The request head is read first, whole** (bounded in size and time). An
+- **Each request's head is read whole first** (bounded in size and time),
+  the first and those that follow on a keep-alive connection. An
   upgrade request that declares a body is refused with 400 before hypercorn
   sees it: h11 would wait for the body before the 101, and hypercorn, which
   answers 400 to data that arrives before it accepts, then failed the app's
@@ -118,20 +119,26 @@ class HypercornConnection(TCPServer):
     ) -> None:
         super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
         self.settings = settings
+        #: Whether every byte now goes to hypercorn as it comes (a WebSocket, say), rather than
+        #: request heads whole; and how much of a request's body is still to come.
+        self.passing = False
+        self.body_left = 0
         #: For an upgrade request: set once its response has gone out.
         self.responded: trio.Event | None = None
         #: hypercorn's stream for the accepted WebSocket, once there is one.
         self.websocket: WSStream | None = None
 
     async def _read_data(self) -> None:
-        first = await self._first_request()
-        if first is not None:
-            if first:
-                await self.protocol.handle(RawData(first))
-            while (data := await self._receive()) is not None:
-                await self.protocol.handle(RawData(data))
-                if not data:
-                    break
+        buffer: bytes | None = b""
+        while buffer is not None:
+            data = await self._receive()
+            if data is None:
+                break
+            if not data:  # the client's end: hypercorn must see what came before, then the end
+                if await self._feed(buffer) is not None:
+                    await self.protocol.handle(RawData(data))
+                break
+            buffer = await self._feed(buffer + data)
         await self.protocol.handle(Closed())
         # The client is gone (or will be, once answered): nothing is left for the keep-alive
         # timer to close, nor for keepalive pings to keep alive, and either would hold the
@@ -147,37 +154,58 @@ class HypercornConnection(TCPServer):
         except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
             return None
 
-    async def _first_request(self) -> bytes | None:
-        """Read the first request's head; feed hypercorn an upgrade's head, and answer what needs it.
+    async def _feed(self, buffer: bytes) -> bytes | None:
+        """Give hypercorn what it may have of ``buffer``; return the rest (a head's start); ``None`` ends.
 
-        Returns the bytes for hypercorn next (after an upgrade's response has
-        gone out, those that followed its request), or ``None`` to end the
-        connection.
+        Until the connection is a WebSocket (or something this does not follow:
+        a chunked body, h2c, a head over ``MAX_REQUEST_HEAD``), each request's
+        head is kept until it is whole, and a body is counted out, so that the
+        next request's head is known when it comes. hypercorn's keep-alive timer
+        bounds the wait for a head, since hypercorn has seen none of it.
         """
-        buffer = b""
-        with trio.move_on_after(self.settings.handshake_timeout):
-            while (end := buffer.find(b"\r\n\r\n")) < 0:
+        while buffer:
+            if self.passing:
+                await self.protocol.handle(RawData(buffer))
+                return b""
+            if self.body_left:
+                body, buffer = buffer[: self.body_left], buffer[self.body_left :]
+                self.body_left -= len(body)
+                await self.protocol.handle(RawData(body))
+                continue
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
                 if len(buffer) > MAX_REQUEST_HEAD:
-                    return buffer  # hypercorn answers it (431)
-                chunk = await self._receive()
-                if not chunk:
-                    return None  # gone before its request ended
-                buffer += chunk
-            head, rest = buffer[: end + 4], buffer[end + 4 :]
-            if not (head.startswith(b"GET ") and is_upgrade(head)):
-                return buffer  # plain HTTP: hypercorn serves it from here
-            if _declares_body(head):
-                await self._send(BODY_NOT_ALLOWED)
-                return None
-            self.responded = trio.Event()
+                    self.passing = True  # hypercorn answers it (431)
+                    continue
+                return buffer
+            head, buffer = buffer[: end + 4], buffer[end + 4 :]
+            length = _body_length(head)
+            if head.startswith(b"GET ") and is_upgrade(head):
+                if length != 0:
+                    await self._send(BODY_NOT_ALLOWED)
+                    return None
+                if not await self._upgrade(head):
+                    return None
+                self.passing = True
+                continue
             await self.protocol.handle(RawData(head))
+            if length is None:
+                self.passing = True
+            else:
+                self.body_left = length
+        return b""
+
+    async def _upgrade(self, head: bytes) -> bool:
+        """Give hypercorn an upgrade request's head, and wait for its response to go out (bounded)."""
+        self.responded = trio.Event()
+        await self.protocol.handle(RawData(head))
+        with trio.move_on_after(self.settings.handshake_timeout):
             await self.responded.wait()
-            return rest
+            return True
         logger.debug(
-            "Connection dropped: no request head, or no answer to it, within %ss",
-            self.settings.handshake_timeout,
+            "Connection dropped: no answer to its upgrade within %ss", self.settings.handshake_timeout
         )
-        return None
+        return False
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -238,12 +266,24 @@ class HypercornConnection(TCPServer):
             pass  # broken, closed, or read by the connection's own reader
 
 
-def _declares_body(head: bytes) -> bool:
-    """Whether a request head announces a body (``Transfer-Encoding``, or ``Content-Length`` other than 0)."""
+def _body_length(head: bytes) -> int | None:
+    """The length of the body an HTTP/1.x request head announces; ``None`` if not simply known.
+
+    ``None`` for a chunked body, an invalid length, or a request that is not
+    HTTP/1.x (HTTP/2's preface): from there on hypercorn reads on by itself.
+    """
+    request_line = head.split(b"\r\n", 1)[0]
+    if not request_line.endswith((b" HTTP/1.1", b" HTTP/1.0")):
+        return None
+    length = 0
     for name, value in header_lines(head):
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
-            return True
-    return False
+        if name == b"transfer-encoding" or (name == b"upgrade" and b"websocket" not in value.lower()):
+            return None
+        if name == b"content-length":
+            if not value.strip().isdigit():
+                return None
+            length = int(value)
+    return length
 
 
 #: What ends a connection because of what its client sent or did, rather than a bug:

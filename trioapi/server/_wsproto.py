@@ -183,7 +183,8 @@ def server_connection(offered: list[str] | None, max_message_size: int) -> Limit
     Negotiates the way hypercorn did for its 101 response (the same offers, the
     same ``PerMessageDeflate`` logic), so the two agree on the parameters.
     """
+    if not offered:
+        return LimitedConnection([], max_message_size)
     deflate = BoundedDeflate(max_message_size)
-    if offered:
-        server_extensions_handshake(offered, [deflate])
+    server_extensions_handshake(offered, [deflate])
     return LimitedConnection([deflate], max_message_size)

@@ -24,7 +24,8 @@ Failing the connection means what RFC 6455 7.1.7 says: send a close frame with
 the code, then close the TCP connection. ``LimitedConnection`` has hypercorn do
 both through the path it already has for a client's close: the failure is
 reported as a close that needs its answer (``REMOTE_CLOSING``), hypercorn sends
-the answer, which is the failure's close frame, and ends the stream.
+the answer, which is the failure's close frame with its code and reason, and
+ends the stream.
 """
 
 from __future__ import annotations
@@ -122,35 +123,21 @@ class BoundedDeflate(PerMessageDeflate):
 class LimitedConnection(Connection):
     """A server's wsproto connection that fails itself on a message over the limit or a protocol error.
 
-    Failing means: from then on the connection reports ``REMOTE_CLOSING``, the
-    state in which a server owes its peer a close frame, until that frame has
-    been sent; the first ``CloseConnection`` sent is replaced by the failure's
-    own (1009 "message too big", or wsproto's code with an empty reason). No
-    event follows a failure. ``failed`` stays set, for the server to close the
-    TCP connection gently.
+    A failure is reported as a ``CloseConnection`` event with its code (1009
+    "message too big", or the code of the frame wsproto refused, with an empty
+    reason), and no event follows it. While the connection is open, it then
+    reports ``REMOTE_CLOSING``, the state in which a server owes its peer a
+    close frame, until that frame has been sent: hypercorn sends it, as it
+    answers a client's close, then ends the stream. ``failed`` stays set, for
+    the server to close the TCP connection gently.
     """
 
     def __init__(self, extensions: list[Extension], max_message_size: int) -> None:
         self.max_message_size = max_message_size
-        #: The close frame owed since a failure, until it is sent.
-        self.failure: CloseConnection | None = None
         #: Whether the connection was failed (a message too big, or a protocol error).
         self.failed = False
         self._size = 0  # of the message being received, so far
-        super().__init__(ConnectionType.SERVER, extensions)  # reads ``state``
-
-    @property
-    def state(self) -> ConnectionState:
-        """wsproto's state, except ``REMOTE_CLOSING`` while a failure's close frame is owed."""
-        return ConnectionState.REMOTE_CLOSING if self.failure is not None else super().state
-
-    def send(self, event: Event) -> bytes:
-        """wsproto's ``send``; the close frame of a failure replaces the first close sent after it."""
-        if self.failure is not None and isinstance(event, CloseConnection):
-            event, self.failure = self.failure, None
-            # wsproto now sees the state it holds itself: OPEN, since wsproto never
-            # counts a refused frame as the peer's close.
-        return super().send(event)
+        super().__init__(ConnectionType.SERVER, extensions)
 
     def events(self) -> Generator[Event, None, None]:
         """wsproto's events, with a message over the limit or a refused frame turned into a failure."""
@@ -164,7 +151,7 @@ class LimitedConnection(Connection):
                     return
                 if event.message_finished:
                     self._size = 0
-            elif isinstance(event, CloseConnection) and super().state is ConnectionState.OPEN:
+            elif isinstance(event, CloseConnection) and self.state is ConnectionState.OPEN:
                 # A frame wsproto refused, reported as if the peer had closed with its code.
                 reason = TOO_BIG_REASON if event.code == CloseReason.MESSAGE_TOO_BIG else ""
                 yield self._fail(CloseConnection(event.code, reason))
@@ -172,9 +159,20 @@ class LimitedConnection(Connection):
             yield event
 
     def _fail(self, close: CloseConnection) -> CloseConnection:
-        self.failure = close
         self.failed = True
+        if self.state is ConnectionState.OPEN:
+            # Only a failed connection pays for the state that says a close frame is owed.
+            self.__class__ = _Failed
         return close
+
+
+class _Failed(LimitedConnection):
+    """A ``LimitedConnection`` failed while open: ``REMOTE_CLOSING`` until its close frame is out."""
+
+    @property
+    def state(self) -> ConnectionState:
+        state = super().state
+        return ConnectionState.REMOTE_CLOSING if state is ConnectionState.OPEN else state
 
 
 def server_connection(offered: list[str] | None, max_message_size: int) -> LimitedConnection:

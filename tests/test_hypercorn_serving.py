@@ -248,6 +248,19 @@ async def test_a_refused_frame_closes_with_its_code(
     no_traceback(caplog)
 
 
+async def test_keepalive_pings_start_one_interval_after_the_101() -> None:
+    # hypercorn pinged as the 101 went out, when the client had just spoken; a client that
+    # answered in the middle of its own first frame (Autobahn's does) corrupted that frame.
+    app, _ = make_app()
+    async with hypercorn(app, ServerConfig(ping_interval=0.2, idle_timeout=None)) as port:
+        with trio.fail_after(TIMEOUT):
+            client = await RawClient.connect(port, "/echo")
+            await client.send(1, b"first")
+            assert await client.read_frame() == (1, b"first")
+            assert await client.read_frame() == (9, b"")  # then every interval
+            await client.stream.aclose()
+
+
 # --------------------------------------------------------------------------- limits and memory
 
 

@@ -233,7 +233,11 @@ class HypercornConnection(TCPServer):
         """As the 101 goes out, give the accepted WebSocket trioapi's wsproto connection."""
         stream = getattr(self.protocol.protocol, "stream", None)
         if isinstance(stream, WSStream) and stream.state is ASGIWebsocketState.CONNECTED:
-            stream.connection = server_connection(stream.handshake.extensions, self.settings.max_message_size)
+            stream.connection = server_connection(
+                stream.handshake.extensions,
+                self.settings.max_message_size,
+                pinging=self.config.websocket_ping_interval is not None,
+            )
             self.websocket = stream
 
     def _ended(self) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Generator
 from typing import Final
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import CloseConnection, Event, Message
+from wsproto.events import CloseConnection, Event, Message, Ping
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 from wsproto.handshake import server_extensions_handshake
@@ -158,12 +158,32 @@ class LimitedConnection(Connection):
                 return
             yield event
 
+    def _settle(self) -> None:
+        self.__class__ = LimitedConnection
+
     def _fail(self, close: CloseConnection) -> CloseConnection:
         self.failed = True
         if self.state is ConnectionState.OPEN:
             # Only a failed connection pays for the state that says a close frame is owed.
             self.__class__ = _Failed
         return close
+
+
+class _Opened(LimitedConnection):
+    """A ``LimitedConnection`` that has not sent a ping yet: hypercorn's first keepalive ping is dropped.
+
+    hypercorn's keepalive task pings as soon as the 101 is out, when the peer
+    has just spoken: a frame and its pong per connection for nothing, and one
+    that lands in the middle of a client's first frame if the client answers
+    before finishing it (Autobahn's fuzzing client does). The first ping then
+    goes out one interval after the 101, as the native server's does.
+    """
+
+    def send(self, event: Event) -> bytes:
+        if isinstance(event, Ping):
+            self._settle()  # later pings, and every send, as wsproto has them
+            return b""
+        return super().send(event)
 
 
 class _Failed(LimitedConnection):
@@ -175,14 +195,18 @@ class _Failed(LimitedConnection):
         return ConnectionState.REMOTE_CLOSING if state is ConnectionState.OPEN else state
 
 
-def server_connection(offered: list[str] | None, max_message_size: int) -> LimitedConnection:
+def server_connection(
+    offered: list[str] | None, max_message_size: int, *, pinging: bool
+) -> LimitedConnection:
     """The connection for a client that offered the extensions ``offered`` (``Sec-WebSocket-Extensions``).
 
     Negotiates the way hypercorn did for its 101 response (the same offers, the
     same ``PerMessageDeflate`` logic), so the two agree on the parameters.
+    ``pinging``: hypercorn's keepalive pings are on (its first is dropped).
     """
+    kind: type[LimitedConnection] = _Opened if pinging else LimitedConnection
     if not offered:
-        return LimitedConnection([], max_message_size)
+        return kind([], max_message_size)
     deflate = BoundedDeflate(max_message_size)
     server_extensions_handshake(offered, [deflate])
-    return LimitedConnection([deflate], max_message_size)
+    return kind([deflate], max_message_size)

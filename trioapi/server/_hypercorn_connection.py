@@ -30,7 +30,8 @@ bound:
 - **A connection's keepalive task ends with the connection**: hypercorn's
   ping task sleeps ``websocket_ping_interval`` between pings and kept the
   whole connection's state alive that long after its socket had closed (some
-  18 KB per connection, 20 s long: under churn, hundreds of MB).
+  18 KB per connection, 20 s long: under churn, hundreds of MB). Its first
+  ping, which hypercorn sends with the 101, is dropped (``_wsproto._Opened``).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class Ending:
 
 
 def make_app() -> tuple[TrioAPI, Ending]:
-    """An echo route, a FastAPI-style push-only one (``/push``), and HTTP routes (``/health``, ``/body``)."""
+    """Echo, two send-only routes (``/push``, ``/flood``), and HTTP routes (``/health``, ``/body``)."""
     app = TrioAPI()
     ending = Ending()
 
@@ -90,6 +90,17 @@ def make_app() -> tuple[TrioAPI, Ending]:
             while True:
                 await websocket.send_text("tick")
                 await trio.sleep(0.05)
+        except WebSocketDisconnect as exc:
+            ending.seen.append(exc)
+        finally:
+            ending.done.set()
+
+    @app.websocket("/flood")
+    async def flood(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:  # no other await: only the sends let another task run
+                await websocket.send_text("x" * 1000)
         except WebSocketDisconnect as exc:
             ending.seen.append(exc)
         finally:
@@ -171,17 +182,19 @@ async def read_all(stream: trio.SocketStream) -> bytes:
 # --------------------------------------------------------------------------- one connection, one failure
 
 
-async def test_a_malformed_close_right_after_the_101_ends_only_its_connection(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("path", ["/echo", "/flood"])
+async def test_a_malformed_close_ends_only_its_connection(
+    path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A close frame whose payload is one byte, sent as soon as the 101 arrives: hypercorn
-    # shut the socket down while its keepalive task (on by default) sent the first ping,
-    # and the BusyResourceError of the two writes ended the server, within ~100 clients.
+    # A close frame whose payload is one byte: hypercorn shut the socket down (send_eof) as
+    # something else was being sent, a keepalive ping sent with the 101 (to /echo) or the
+    # handler's own frames (/flood), and the BusyResourceError of the two writes ended the
+    # server, within ~100 clients.
     app, _ = make_app()
     async with hypercorn(app, ServerConfig(ping_interval=20)) as port:
         with trio.fail_after(60):
             for _ in range(150):
-                client = await RawClient.connect(port, "/echo")
+                client = await RawClient.connect(port, path)
                 await client.stream.send_all(bytes.fromhex("8881000000000" + "3"))
                 await read_all(client.stream)
                 await client.stream.aclose()
@@ -460,6 +473,24 @@ async def test_a_push_only_handler_ends_when_its_client_leaves(
         assert [exc.code for exc in ending.seen] == [1006]  # hypercorn reports every peer's close as 1006
         await settles(task_count, tasks)
         await settles(fd_count, fds)
+    no_traceback(caplog)
+
+
+async def test_a_send_only_loop_with_no_other_await_ends_when_its_client_leaves(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # hypercorn dropped sends after the stream had closed without a checkpoint: the loop
+    # then never let another task run, and the whole server froze.
+    app, ending = make_app()
+    async with hypercorn(app) as port:
+        with trio.fail_after(TIMEOUT):
+            client = await RawClient.connect(port, "/flood")
+            assert await read_message(client) == b"x" * 1000
+            client.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await client.stream.aclose()
+            await ending.done.wait()
+            await echo_works(port)
+    assert [exc.code for exc in ending.seen] == [1006]
     no_traceback(caplog)
 
 

@@ -66,10 +66,9 @@ async def serve_hypercorn(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` with hypercorn's per-connection server until ``shutdown_trigger`` returns."""
-    from hypercorn.app_wrappers import ASGIWrapper
     from hypercorn.trio.worker_context import WorkerContext
 
-    from trioapi.server._hypercorn_connection import ConnectionSettings
+    from trioapi.server._hypercorn_connection import ConnectionSettings, TrioAPIWrapper
 
     hc = hypercorn_config(config)
     worker = WorkerContext(None)
@@ -80,7 +79,7 @@ async def serve_hypercorn(
         await worker.terminated.set()  # keep-alive connections close once idle
 
     def handler_for(server: trio.Nursery, state: dict[str, Any]) -> ConnectionHandler:
-        return partial(_serve_socket, ASGIWrapper(app), hc, worker, state, settings)  # type: ignore[arg-type]
+        return partial(_serve_socket, TrioAPIWrapper(app), hc, worker, state, settings)  # type: ignore[arg-type]
 
     await serve_own_listeners(
         app,

@@ -39,26 +39,45 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import TYPE_CHECKING, Final
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import h11
 import trio
 import wsproto.utilities
+from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
+from wsproto.connection import ConnectionState
 
 from trioapi.server._http import MAX_REQUEST_HEAD, is_upgrade, plain_response
 from trioapi.server._wsproto import LimitedConnection, server_connection
 from trioapi.transports.native import header_lines
 
 if TYPE_CHECKING:
-    from hypercorn.config import Config
-    from hypercorn.typing import AppWrapper, LifespanState
+    from collections.abc import Callable
 
-__all__ = ["LINGER", "ConnectionContext", "ConnectionSettings", "HypercornConnection", "dropped"]
+    from hypercorn.config import Config
+    from hypercorn.typing import (
+        AppWrapper,
+        ASGIReceiveCallable,
+        ASGISendCallable,
+        ASGISendEvent,
+        LifespanState,
+        Scope,
+    )
+
+__all__ = [
+    "LINGER",
+    "ConnectionContext",
+    "ConnectionSettings",
+    "HypercornConnection",
+    "TrioAPIWrapper",
+    "dropped",
+]
 
 logger = logging.getLogger("trioapi.hypercorn")
 
@@ -104,6 +123,39 @@ class ConnectionContext(WorkerContext):
     async def sleep(self, wait: float) -> None:  # type: ignore[override]
         with trio.move_on_after(wait):
             await self.ended.wait()
+
+
+class TrioAPIWrapper(ASGIWrapper):
+    """hypercorn's wrapper for an ASGI app, giving a WebSocket a ``send`` that raises once it has closed.
+
+    hypercorn drops a message an app sends once its WebSocket is closing or
+    closed, and returns without a checkpoint: a handler that only sends, with
+    no other await in its loop, then ran on without ever letting another task
+    run, and froze the worker. Per the ASGI spec, a send on a closed connection
+    raises instead (``trio.ClosedResourceError``, which the handler sees as
+    ``WebSocketDisconnect(1006)``).
+    """
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        sync_spawn: Callable[..., Any],
+        call_soon: Callable[..., Any],
+    ) -> None:
+        stream = getattr(send, "__self__", None)
+        if isinstance(stream, WSStream):
+            send = partial(_send_while_open, stream, send)
+        await self.app(scope, receive, send)
+
+
+async def _send_while_open(stream: WSStream, send: ASGISendCallable, message: ASGISendEvent) -> None:
+    if message["type"] == "websocket.send" and (
+        stream.closed or stream.connection.state is not ConnectionState.OPEN
+    ):
+        raise trio.ClosedResourceError("the WebSocket connection has closed")
+    await send(message)
 
 
 class HypercornConnection(TCPServer):

@@ -250,10 +250,11 @@ class HypercornConnection(TCPServer):
 
     async def _upgrade(self, head: bytes) -> bool:
         """Give hypercorn an upgrade request's head, and wait for its response to go out (bounded)."""
-        self.responded = trio.Event()
+        self.responded = responded = trio.Event()
         await self.protocol.handle(RawData(head))
         with trio.move_on_after(self.settings.handshake_timeout):
-            await self.responded.wait()
+            await responded.wait()
+            self.responded = None  # not kept for the connection's life
             return True
         logger.debug(
             "Connection dropped: no answer to its upgrade within %ss", self.settings.handshake_timeout
@@ -264,13 +265,14 @@ class HypercornConnection(TCPServer):
         if not isinstance(event, RawData):
             await super().protocol_send(event)
             return
-        responding = self.responded is not None and not self.responded.is_set()
-        if responding:
+        # The first bytes after an upgrade request: its response's head.
+        responding = self.responded if self.responded is not None and not self.responded.is_set() else None
+        if responding is not None:
             self._adopt_websocket()
         if not await self._send(event.data):
             await self.protocol.handle(Closed())
-        if responding and self.responded is not None:
-            self.responded.set()
+        if responding is not None:
+            responding.set()
 
     async def _send(self, data: bytes) -> bool:
         """Write ``data`` under the send lock, whole even if cancelled; ``False`` if the socket is gone."""

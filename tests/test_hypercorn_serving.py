@@ -24,14 +24,13 @@ from functools import partial
 
 import pytest
 import trio
+from apps.hypercorn_app import make_app
 from servers import ROOT, ServerProcess, running_server
 from test_lifecycle_live import _children as children
 from test_native_transport import RawClient, frame
 
 import trioapi
-from trioapi import TrioAPI, WebSocket, WebSocketDisconnect
-from trioapi.requests import Request
-from trioapi.responses import PlainTextResponse
+from trioapi import TrioAPI
 from trioapi.server import ServerConfig
 
 TIMEOUT = 10
@@ -62,59 +61,6 @@ async def hypercorn(app: TrioAPI, config: ServerConfig | None = None) -> AsyncIt
             yield port
         finally:
             stop.set()
-
-
-class Ending:
-    """How a test handler ended: the ``WebSocketDisconnect`` it saw (if any), once it has."""
-
-    def __init__(self) -> None:
-        self.seen: list[WebSocketDisconnect] = []
-        self.done = trio.Event()
-
-
-def make_app() -> tuple[TrioAPI, Ending]:
-    """Echo, two send-only routes (``/push``, ``/flood``), and HTTP routes (``/health``, ``/body``)."""
-    app = TrioAPI()
-    ending = Ending()
-
-    @app.websocket("/echo")
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        async for message in websocket.iter_text():
-            await websocket.send_text(message)
-
-    @app.websocket("/push")
-    async def push(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text("tick")
-                await trio.sleep(0.05)
-        except WebSocketDisconnect as exc:
-            ending.seen.append(exc)
-        finally:
-            ending.done.set()
-
-    @app.websocket("/flood")
-    async def flood(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:  # no other await: only the sends let another task run
-                await websocket.send_text("x" * 1000)
-        except WebSocketDisconnect as exc:
-            ending.seen.append(exc)
-        finally:
-            ending.done.set()
-
-    @app.get("/health")
-    async def health() -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    @app.post("/body")
-    async def body(request: Request) -> PlainTextResponse:
-        return PlainTextResponse((await request.body()).decode())
-
-    return app, ending
 
 
 def task_count() -> int:
@@ -556,8 +502,10 @@ async def test_an_upgrade_after_a_request_on_the_same_connection_is_served_like_
 
 @pytest.fixture(scope="module")
 def plain_hypercorn() -> Iterator[ServerProcess]:
-    """``hypercorn --worker-class trio`` (its own CLI, one worker) serving ``apps.push_app``."""
-    with running_server("hypercorn", "apps.push_app:app", env={"PYTHONPATH": str(ROOT / "tests")}) as server:
+    """``hypercorn --worker-class trio`` (its own CLI, one worker) serving ``apps.hypercorn_app``."""
+    with running_server(
+        "hypercorn", "apps.hypercorn_app:app", env={"PYTHONPATH": str(ROOT / "tests")}
+    ) as server:
         # One connection first, so that the worker is up and has every file it keeps open.
         with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as warm_up:
             warm_up.sendall(upgrade_request(server.port, "/push"))

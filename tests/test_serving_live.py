@@ -122,15 +122,20 @@ async def test_native_handshake_may_arrive_in_pieces_but_not_never() -> None:
                 assert await silent.receive_some(4096) == b""
 
 
-def test_workers_that_fail_to_start_make_the_supervisor_fail() -> None:
-    result = subprocess.run(
-        command("trioapi-hypercorn", "apps.lifecycle_app:broken_app", free_port(), "--workers", "2"),
+def _run_to_its_end(target: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``trioapi run target`` until it exits by itself (bounded), with what it printed."""
+    return subprocess.run(
+        command("trioapi-hypercorn", target, free_port(), *extra),
         cwd=ROOT,
         env={**os.environ, **ENV},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
+
+
+def test_workers_that_fail_to_start_make_the_supervisor_fail() -> None:
+    result = _run_to_its_end("apps.lifecycle_app:broken_app", "--workers", "2")
     assert result.returncode == 1
     assert "could not start" in result.stderr
 
@@ -167,14 +172,7 @@ async def test_a_worker_that_dies_is_replaced_and_serving_goes_on() -> None:
 
 
 def test_a_crash_loop_stops_the_supervisor_with_a_clear_message() -> None:
-    result = subprocess.run(
-        command("trioapi-hypercorn", "apps.crashing_app:app", free_port(), "--workers", "2"),
-        cwd=ROOT,
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run_to_its_end("apps.crashing_app:app", "--workers", "2")
     assert result.returncode == 1
     assert "starting another in" in result.stderr
     assert "within 60 s (the last" in result.stderr

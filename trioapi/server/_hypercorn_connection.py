@@ -47,13 +47,13 @@ import h11
 import trio
 import wsproto.utilities
 from hypercorn.app_wrappers import ASGIWrapper
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from wsproto.connection import ConnectionState
 
-from trioapi.server._http import MAX_REQUEST_HEAD, is_upgrade, plain_response
+from trioapi.server._http import MAX_REQUEST_HEAD, plain_response
 from trioapi.server._wsproto import LimitedConnection, server_connection
 from trioapi.transports.native import header_lines
 
@@ -180,6 +180,10 @@ class HypercornConnection(TCPServer):
         self.responded: trio.Event | None = None
         #: hypercorn's stream for the accepted WebSocket, once there is one.
         self.websocket: WSStream | None = None
+        #: Whether hypercorn's keep-alive timer may be running (it runs while no request is).
+        self.idle = True
+        #: Whether the socket has been closed.
+        self.closed = False
 
     async def _read_data(self) -> None:
         buffer: bytes | None = b""
@@ -196,7 +200,8 @@ class HypercornConnection(TCPServer):
         # The client is gone (or will be, once answered): nothing is left for the keep-alive
         # timer to close, nor for keepalive pings to keep alive, and either would hold the
         # connection's task, its state and its socket for as long as it sleeps.
-        await self.idle_task.stop()
+        if self.idle:
+            await self.idle_task.stop()
         self._ended()
 
     async def _receive(self) -> bytes | None:
@@ -232,8 +237,8 @@ class HypercornConnection(TCPServer):
                     continue
                 return buffer
             head, buffer = buffer[: end + 4], buffer[end + 4 :]
-            length = _body_length(head)
-            if head.startswith(b"GET ") and is_upgrade(head):
+            upgrade, length = _request_kind(head)
+            if upgrade:
                 if length != 0:
                     await self._send(BODY_NOT_ALLOWED)
                     return None
@@ -263,6 +268,8 @@ class HypercornConnection(TCPServer):
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
+            if isinstance(event, Updated):
+                self.idle = event.idle
             await super().protocol_send(event)
             return
         # The first bytes after an upgrade request: its response's head.
@@ -301,20 +308,38 @@ class HypercornConnection(TCPServer):
 
     async def _close(self) -> None:
         self._ended()
+        if self.closed:  # hypercorn closes twice: once done, and on its way out
+            return
+        self.closed = True
         failed = False
         if (websocket := self.websocket) is not None:
             # A message cut short stays in hypercorn's buffer until its stream goes, with
             # the reference cycles hypercorn leaves: free it now, as nothing more can come.
             websocket.buffer.clear()
             failed = isinstance(websocket.connection, LimitedConnection) and websocket.connection.failed
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(LINGER):
-                async with self.send_lock:  # a frame going out finishes first
+        try:
+            if await self._lock_for_eof():
+                try:
                     with contextlib.suppress(*_GONE):
                         await self.stream.send_eof()
-                if failed:
+                finally:
+                    self.send_lock.release()
+            if failed:
+                with trio.move_on_after(LINGER):
                     await self._discard_input()
-            await self.stream.aclose()
+        finally:
+            await self.stream.aclose()  # closes the socket even when cancelled
+
+    async def _lock_for_eof(self) -> bool:
+        """Take the send lock, after the frame going out if there is one (``False`` if still going)."""
+        try:
+            self.send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            with trio.move_on_after(LINGER):  # a peer that reads nothing holds a write forever
+                await self.send_lock.acquire()
+                return True
+            return False
+        return True
 
     async def _discard_input(self) -> None:
         """Read and drop what the peer still sends, until it hangs up (the caller bounds it)."""
@@ -325,24 +350,28 @@ class HypercornConnection(TCPServer):
             pass  # broken, closed, or read by the connection's own reader
 
 
-def _body_length(head: bytes) -> int | None:
-    """The length of the body an HTTP/1.x request head announces; ``None`` if not simply known.
+def _request_kind(head: bytes) -> tuple[bool, int | None]:
+    """Whether an HTTP/1.x request head is a WebSocket upgrade, and the length of its body.
 
-    ``None`` for a chunked body, an invalid length, or a request that is not
-    HTTP/1.x (HTTP/2's preface): from there on hypercorn reads on by itself.
+    The length is ``None`` where it is not simply known: a chunked body, an
+    invalid length, another protocol (h2c), or a request that is not HTTP/1.x
+    (HTTP/2's preface); from there on hypercorn reads on by itself.
     """
     request_line = head.split(b"\r\n", 1)[0]
     if not request_line.endswith((b" HTTP/1.1", b" HTTP/1.0")):
-        return None
-    length = 0
+        return False, None
+    upgrade = False
+    length: int | None = 0
     for name, value in header_lines(head):
-        if name == b"transfer-encoding" or (name == b"upgrade" and b"websocket" not in value.lower()):
-            return None
-        if name == b"content-length":
-            if not value.strip().isdigit():
-                return None
-            length = int(value)
-    return length
+        if name == b"upgrade":
+            upgrade = value.strip().lower() == b"websocket"
+            if not upgrade:
+                return False, None
+        elif name == b"transfer-encoding":
+            length = None
+        elif name == b"content-length" and length is not None:
+            length = int(value) if value.strip().isdigit() else None
+    return upgrade and request_line.startswith(b"GET "), length
 
 
 #: What ends a connection because of what its client sent or did, rather than a bug:

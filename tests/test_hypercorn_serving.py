@@ -207,6 +207,26 @@ async def test_a_refused_frame_closes_with_its_code(
     no_traceback(caplog)
 
 
+async def test_the_101_carries_the_subprotocol_the_extension_and_the_apps_headers() -> None:
+    app, _ = make_app()
+    offers = "Sec-WebSocket-Protocol: other, chat.v1\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"
+    async with hypercorn(app) as port:
+        with trio.fail_after(TIMEOUT):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(upgrade_request(port, "/chat", offers))
+            head = (await RawClient(stream).read_head()).decode().lower().split("\r\n")
+            await stream.aclose()
+    assert head[0].startswith("http/1.1 101")
+    assert head[1:6] == [
+        "sec-websocket-protocol: chat.v1",
+        "sec-websocket-extensions: permessage-deflate",
+        "sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=",
+        "upgrade: websocket",
+        "connection: upgrade",
+    ]
+    assert "x-room: lobby" in head
+
+
 async def test_keepalive_pings_start_one_interval_after_the_101() -> None:
     # hypercorn pinged as the 101 went out, when the client had just spoken; a client that
     # answered in the middle of its own first frame (Autobahn's does) corrupted that frame.

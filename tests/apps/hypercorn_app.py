@@ -27,13 +27,20 @@ class Ending:
 
 
 def make_app() -> tuple[TrioAPI, Ending]:
-    """Echo, two send-only routes (``/push``, ``/flood``), and HTTP routes (``/health``, ``/body``)."""
+    """Echo (also ``/chat``, with a subprotocol), two send-only routes (``/push``, ``/flood``),
+    and HTTP routes (``/health``, ``/body``)."""
     app = TrioAPI()
     ending = Ending()
 
     @app.websocket("/echo")
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()
+        async for message in websocket.iter_text():
+            await websocket.send_text(message)
+
+    @app.websocket("/chat")
+    async def chat(websocket: WebSocket) -> None:
+        await websocket.accept(subprotocol="chat.v1", headers=[(b"x-room", b"lobby")])
         async for message in websocket.iter_text():
             await websocket.send_text(message)
 

@@ -40,7 +40,7 @@ import contextlib
 import logging
 import math
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 import h11
@@ -48,17 +48,18 @@ import trio
 import wsproto.utilities
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.events import Closed, Event, RawData, Updated
-from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, Handshake, WSStream
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
+from wsproto.utilities import generate_accept_token
 
 from trioapi.server._http import MAX_REQUEST_HEAD, plain_response
 from trioapi.server._wsproto import LimitedConnection, server_connection
 from trioapi.transports.native import header_lines
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from hypercorn.config import Config
     from hypercorn.typing import (
@@ -156,6 +157,45 @@ async def _send_while_open(stream: WSStream, send: ASGISendCallable, message: AS
     ):
         raise trio.ClosedResourceError("the WebSocket connection has closed")
     await send(message)
+
+
+class WebSocketHandshake(Handshake):
+    """hypercorn's handshake for an upgrade request, accepting it with trioapi's wsproto connection.
+
+    ``accept`` answers as hypercorn 0.18's does (the same headers, in the same
+    order, the same errors), with the connection ``_wsproto.server_connection``
+    negotiates, so that hypercorn never makes one of its own to be replaced.
+    """
+
+    def __init__(
+        self, headers: list[tuple[bytes, bytes]], http_version: str, server: HypercornConnection
+    ) -> None:
+        super().__init__(headers, http_version)
+        self._server = server
+
+    def accept(
+        self, subprotocol: str | None, additional_headers: Iterable[tuple[bytes, bytes]]
+    ) -> tuple[int, list[tuple[bytes, bytes]], Connection]:
+        headers = []
+        if subprotocol is not None:
+            if self.subprotocols is None or subprotocol not in self.subprotocols:
+                raise ValueError("Invalid Subprotocol")
+            headers.append((b"sec-websocket-protocol", subprotocol.encode()))
+        connection, accepts = self._server._connection_for(self.extensions)
+        if accepts:
+            headers.append((b"sec-websocket-extensions", accepts))
+        if self.key is not None:
+            headers.append((b"sec-websocket-accept", generate_accept_token(self.key)))
+        status_code = 200
+        if self.http_version == "1.1":
+            headers.extend([(b"upgrade", b"WebSocket"), (b"connection", b"Upgrade")])
+            status_code = 101
+        for name, value in additional_headers:
+            if name == b"sec-websocket-protocol" or name.startswith(b":"):
+                raise ValueError(f"Invalid additional header, {name.decode()}")
+            headers.append((name, value))
+        self.accepted = True
+        return status_code, headers, connection
 
 
 class HypercornConnection(TCPServer):
@@ -257,6 +297,13 @@ class HypercornConnection(TCPServer):
         """Give hypercorn an upgrade request's head, and wait for its response to go out (bounded)."""
         self.responded = responded = trio.Event()
         await self.protocol.handle(RawData(head))
+        stream = getattr(self.protocol.protocol, "stream", None)
+        if isinstance(stream, WSStream) and not stream.handshake.accepted:
+            # The app cannot have accepted yet: it has not had the connect event (every
+            # receive on a Trio channel, even of what is there, is a schedule point).
+            handshake = stream.handshake
+            headers = cast("list[tuple[bytes, bytes]]", stream.scope["headers"])  # the request's own list
+            stream.handshake = WebSocketHandshake(headers, handshake.http_version, self)
         with trio.move_on_after(self.settings.handshake_timeout):
             await responded.wait()
             self.responded = None  # not kept for the connection's life
@@ -292,15 +339,22 @@ class HypercornConnection(TCPServer):
         return True
 
     def _adopt_websocket(self) -> None:
-        """As the 101 goes out, give the accepted WebSocket trioapi's wsproto connection."""
+        """As the 101 goes out, note the accepted WebSocket, on trioapi's wsproto connection.
+
+        Its handshake made that connection (``WebSocketHandshake``, given to the
+        stream before the app could accept); should the app have accepted
+        earlier, with hypercorn's, the connection is replaced here, before any
+        frame has been read (what followed the request is still held back).
+        """
         stream = getattr(self.protocol.protocol, "stream", None)
         if isinstance(stream, WSStream) and stream.state is ASGIWebsocketState.CONNECTED:
-            stream.connection = server_connection(
-                stream.handshake.extensions,
-                self.settings.max_message_size,
-                pinging=self.config.websocket_ping_interval is not None,
-            )
             self.websocket = stream
+            if not isinstance(stream.connection, LimitedConnection):
+                stream.connection = self._connection_for(stream.handshake.extensions)[0]
+
+    def _connection_for(self, offered: list[str] | None) -> tuple[LimitedConnection, bytes | None]:
+        pinging = self.config.websocket_ping_interval is not None
+        return server_connection(offered, self.settings.max_message_size, pinging=pinging)
 
     def _ended(self) -> None:
         if isinstance(self.context, ConnectionContext):

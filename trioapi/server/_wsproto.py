@@ -197,16 +197,16 @@ class _Failed(LimitedConnection):
 
 def server_connection(
     offered: list[str] | None, max_message_size: int, *, pinging: bool
-) -> LimitedConnection:
-    """The connection for a client that offered the extensions ``offered`` (``Sec-WebSocket-Extensions``).
+) -> tuple[LimitedConnection, bytes | None]:
+    """The connection for a client that offered ``offered`` (``Sec-WebSocket-Extensions``), and the
+    value of that header for the 101 (``None``: no extension).
 
-    Negotiates the way hypercorn did for its 101 response (the same offers, the
-    same ``PerMessageDeflate`` logic), so the two agree on the parameters.
-    ``pinging``: hypercorn's keepalive pings are on (its first is dropped).
+    Negotiates as hypercorn does (the same offers, wsproto's ``PerMessageDeflate``
+    logic). ``pinging``: hypercorn's keepalive pings are on (its first is dropped).
     """
     kind: type[LimitedConnection] = _Opened if pinging else LimitedConnection
     if not offered:
-        return kind([], max_message_size)
+        return kind([], max_message_size), None
     deflate = BoundedDeflate(max_message_size)
-    server_extensions_handshake(offered, [deflate])
-    return kind([deflate], max_message_size)
+    accepts = server_extensions_handshake(offered, [deflate])
+    return kind([deflate], max_message_size), accepts

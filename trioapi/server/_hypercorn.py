@@ -17,28 +17,22 @@ running gets ``graceful_timeout`` seconds.
 
 from __future__ import annotations
 
-import logging
 import math
 import socket
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trioapi.server._listen import Address, ConnectionHandler, serve_own_listeners
+from trioapi.server._listen import ConnectionHandler, serve_own_listeners
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
-    from hypercorn.trio.worker_context import WorkerContext
 
     from trioapi.applications import TrioAPI
     from trioapi.server._config import ServerConfig
-    from trioapi.server._hypercorn_connection import ConnectionSettings
 
 __all__ = ["hypercorn_config", "serve_hypercorn"]
-
-logger = logging.getLogger("trioapi.hypercorn")
 
 
 def hypercorn_config(config: ServerConfig) -> Config:
@@ -68,18 +62,18 @@ async def serve_hypercorn(
     """Serve ``app`` with hypercorn's per-connection server until ``shutdown_trigger`` returns."""
     from hypercorn.trio.worker_context import WorkerContext
 
-    from trioapi.server._hypercorn_connection import ConnectionSettings, TrioAPIWrapper
+    from trioapi.server._hypercorn_connection import HypercornServer
 
     hc = hypercorn_config(config)
     worker = WorkerContext(None)
-    settings = ConnectionSettings(config.max_message_size, config.handshake_timeout)
 
     async def trigger() -> None:
         await shutdown_trigger()  # every WebSocket has had its goodbye
         await worker.terminated.set()  # keep-alive connections close once idle
 
     def handler_for(server: trio.Nursery, state: dict[str, Any]) -> ConnectionHandler:
-        return partial(_serve_socket, TrioAPIWrapper(app), hc, worker, state, settings)  # type: ignore[arg-type]
+        limits = {"max_message_size": config.max_message_size, "handshake_timeout": config.handshake_timeout}
+        return HypercornServer(app, hc, worker, state, **limits).serve  # type: ignore[arg-type]
 
     await serve_own_listeners(
         app,
@@ -93,36 +87,3 @@ async def serve_hypercorn(
         handler_for=handler_for,
         task_status=task_status,
     )
-
-
-async def _serve_socket(
-    app: Any,
-    hc: Config,
-    worker: WorkerContext,
-    state: dict[str, Any],
-    settings: ConnectionSettings,
-    raw: socket.socket,
-    peer: Address,
-    local: Address | None,
-) -> None:
-    """One accepted socket, served by hypercorn's per-connection server; never raises."""
-    from trioapi.server._hypercorn_connection import ConnectionContext, HypercornConnection, dropped
-
-    raw.setblocking(False)
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))  # sets TCP_NODELAY
-    # A context of its own only where hypercorn sleeps through it: its keepalive pings.
-    context = ConnectionContext(worker) if hc.websocket_ping_interval is not None else worker
-    try:
-        await HypercornConnection(app, hc, context, state, stream, settings).run()
-    except Exception as error:
-        if dropped(error):
-            logger.info("Dropped the connection from %s:%s: %s", *peer, _describe(error))
-        else:
-            logger.exception("Unexpected error serving the connection from %s:%s", *peer)
-
-
-def _describe(error: BaseException) -> str:
-    """One line for what ended a connection: the exception's type and message (each, for a group)."""
-    if isinstance(error, BaseExceptionGroup):
-        return "; ".join(_describe(exc) for exc in error.exceptions)
-    return f"{type(error).__name__}: {error}"

@@ -39,10 +39,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from functools import partial
+import socket
 from typing import TYPE_CHECKING, Any, Final, cast
 
-import attrs
 import h11
 import trio
 import wsproto.utilities
@@ -63,19 +62,18 @@ if TYPE_CHECKING:
 
     from hypercorn.config import Config
     from hypercorn.typing import (
-        AppWrapper,
+        ASGIFramework,
         ASGIReceiveCallable,
         ASGISendCallable,
         ASGISendEvent,
-        LifespanState,
         Scope,
     )
 
 __all__ = [
     "LINGER",
     "ConnectionContext",
-    "ConnectionSettings",
     "HypercornConnection",
+    "HypercornServer",
     "TrioAPIWrapper",
     "dropped",
 ]
@@ -89,16 +87,6 @@ LINGER: Final = 1.0
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError)
 
 BODY_NOT_ALLOWED: Final = plain_response(400, "Bad Request", b"A WebSocket upgrade request has no body\n")
-
-
-@attrs.frozen
-class ConnectionSettings:
-    """What every connection of one server is served with, beyond hypercorn's ``Config``."""
-
-    #: Close 1009 above this many bytes (characters, for text) in a message.
-    max_message_size: int
-    #: Seconds a client has to send its first request head, and the app to answer an upgrade.
-    handshake_timeout: float
 
 
 class ConnectionContext(WorkerContext):
@@ -147,16 +135,26 @@ class TrioAPIWrapper(ASGIWrapper):
     ) -> None:
         stream = getattr(send, "__self__", None)
         if isinstance(stream, WSStream):
-            send = partial(_send_while_open, stream, send)
+            send = _SendWhileOpen(stream, send)
         await self.app(scope, receive, send)
 
 
-async def _send_while_open(stream: WSStream, send: ASGISendCallable, message: ASGISendEvent) -> None:
-    if message["type"] == "websocket.send" and (
-        stream.closed or stream.connection.state is not ConnectionState.OPEN
-    ):
-        raise trio.ClosedResourceError("the WebSocket connection has closed")
-    await send(message)
+class _SendWhileOpen:
+    """A WebSocket's ``send``: hypercorn's, or ``ClosedResourceError`` once the connection is closing."""
+
+    __slots__ = ("send", "stream")
+
+    def __init__(self, stream: WSStream, send: ASGISendCallable) -> None:
+        self.stream = stream
+        self.send = send
+
+    async def __call__(self, message: ASGISendEvent) -> None:
+        stream = self.stream
+        if message["type"] == "websocket.send" and (
+            stream.closed or stream.connection.state is not ConnectionState.OPEN
+        ):
+            raise trio.ClosedResourceError("the WebSocket connection has closed")
+        await self.send(message)
 
 
 class WebSocketHandshake(Handshake):
@@ -201,17 +199,11 @@ class WebSocketHandshake(Handshake):
 class HypercornConnection(TCPServer):
     """hypercorn's per-connection server, with trioapi's socket I/O (see the module docstring)."""
 
-    def __init__(
-        self,
-        app: AppWrapper,
-        config: Config,
-        context: WorkerContext,
-        state: LifespanState,
-        stream: trio.SocketStream,
-        settings: ConnectionSettings,
-    ) -> None:
-        super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
-        self.settings = settings
+    def __init__(self, server: HypercornServer, stream: trio.SocketStream) -> None:
+        # A context of its own only where hypercorn sleeps through it: its keepalive pings.
+        context = ConnectionContext(server.worker) if server.pinging else server.worker
+        super().__init__(server.app, server.config, context, server.state, stream)  # type: ignore[arg-type]
+        self.server = server
         #: Whether every byte now goes to hypercorn as it comes (a WebSocket, say), rather than
         #: request heads whole; and how much of a request's body is still to come.
         self.passing = False
@@ -227,9 +219,13 @@ class HypercornConnection(TCPServer):
 
     async def _read_data(self) -> None:
         buffer: bytes | None = b""
+        timeout = self.config.read_timeout or math.inf
         while buffer is not None:
-            data = await self._receive()
-            if data is None:
+            # Read here, not in a helper: an idle connection keeps its reader's frames.
+            try:
+                with trio.fail_after(timeout):
+                    data = bytes(await self.stream.receive_some(MAX_RECV))
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                 break
             if not data:  # the client's end: hypercorn must see what came before, then the end
                 if await self._feed(buffer) is not None:
@@ -243,14 +239,6 @@ class HypercornConnection(TCPServer):
         if self.idle:
             await self.idle_task.stop()
         self._ended()
-
-    async def _receive(self) -> bytes | None:
-        """The next bytes from the client; ``b""`` at its end, ``None`` if the socket broke or went silent."""
-        try:
-            with trio.fail_after(self.config.read_timeout or math.inf):
-                return bytes(await self.stream.receive_some(MAX_RECV))
-        except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
-            return None
 
     async def _feed(self, buffer: bytes) -> bytes | None:
         """Give hypercorn what it may have of ``buffer``; return the rest (a head's start); ``None`` ends.
@@ -304,13 +292,11 @@ class HypercornConnection(TCPServer):
             handshake = stream.handshake
             headers = cast("list[tuple[bytes, bytes]]", stream.scope["headers"])  # the request's own list
             stream.handshake = WebSocketHandshake(headers, handshake.http_version, self)
-        with trio.move_on_after(self.settings.handshake_timeout):
+        with trio.move_on_after(self.server.handshake_timeout):
             await responded.wait()
             self.responded = None  # not kept for the connection's life
             return True
-        logger.debug(
-            "Connection dropped: no answer to its upgrade within %ss", self.settings.handshake_timeout
-        )
+        logger.debug("Connection dropped: no answer to its upgrade within %ss", self.server.handshake_timeout)
         return False
 
     async def protocol_send(self, event: Event) -> None:
@@ -353,8 +339,7 @@ class HypercornConnection(TCPServer):
                 stream.connection = self._connection_for(stream.handshake.extensions)[0]
 
     def _connection_for(self, offered: list[str] | None) -> tuple[LimitedConnection, bytes | None]:
-        pinging = self.config.websocket_ping_interval is not None
-        return server_connection(offered, self.settings.max_message_size, pinging=pinging)
+        return server_connection(offered, self.server.max_message_size, pinging=self.server.pinging)
 
     def _ended(self) -> None:
         if isinstance(self.context, ConnectionContext):
@@ -402,6 +387,49 @@ class HypercornConnection(TCPServer):
                 pass
         except _GONE:
             pass  # broken, closed, or read by the connection's own reader
+
+
+class HypercornServer:
+    """What every connection of one server shares, and ``serve``, the task for each accepted socket."""
+
+    def __init__(
+        self,
+        app: ASGIFramework,
+        config: Config,
+        worker: WorkerContext,
+        state: dict[str, Any],
+        *,
+        max_message_size: int,
+        handshake_timeout: float,
+    ) -> None:
+        self.app = TrioAPIWrapper(app)
+        self.config = config
+        self.worker = worker
+        self.state = state
+        #: Close 1009 above this many bytes (characters, for text) in a message.
+        self.max_message_size = max_message_size
+        #: Seconds the app has to answer an upgrade request.
+        self.handshake_timeout = handshake_timeout
+        self.pinging = config.websocket_ping_interval is not None
+
+    async def serve(self, raw: socket.socket, peer: tuple[str, int], local: tuple[str, int] | None) -> None:
+        """Serve one accepted socket with hypercorn's per-connection server; never raises."""
+        raw.setblocking(False)
+        try:
+            # SocketStream sets TCP_NODELAY.
+            await HypercornConnection(self, trio.SocketStream(trio.socket.from_stdlib_socket(raw))).run()
+        except Exception as error:
+            if dropped(error):
+                logger.info("Dropped the connection from %s:%s: %s", *peer, _describe(error))
+            else:
+                logger.exception("Unexpected error serving the connection from %s:%s", *peer)
+
+
+def _describe(error: BaseException) -> str:
+    """One line for what ended a connection: the exception's type and message (each, for a group)."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(_describe(exc) for exc in error.exceptions)
+    return f"{type(error).__name__}: {error}"
 
 
 def _request_kind(head: bytes) -> tuple[bool, int | None]:

@@ -151,7 +151,11 @@ class _SendWhileOpen:
     async def __call__(self, message: ASGISendEvent) -> None:
         stream = self.stream
         if message["type"] == "websocket.send" and (
-            stream.closed or stream.connection.state is not ConnectionState.OPEN
+            stream.closed
+            or (
+                stream.state is ASGIWebsocketState.CONNECTED
+                and stream.connection.state is not ConnectionState.OPEN
+            )
         ):
             raise trio.ClosedResourceError("the WebSocket connection has closed")
         await self.send(message)
@@ -166,10 +170,10 @@ class WebSocketHandshake(Handshake):
     """
 
     def __init__(
-        self, headers: list[tuple[bytes, bytes]], http_version: str, server: HypercornConnection
+        self, headers: list[tuple[bytes, bytes]], http_version: str, connection: HypercornConnection
     ) -> None:
         super().__init__(headers, http_version)
-        self._server = server
+        self._connection = connection
 
     def accept(
         self, subprotocol: str | None, additional_headers: Iterable[tuple[bytes, bytes]]
@@ -179,7 +183,7 @@ class WebSocketHandshake(Handshake):
             if self.subprotocols is None or subprotocol not in self.subprotocols:
                 raise ValueError("Invalid Subprotocol")
             headers.append((b"sec-websocket-protocol", subprotocol.encode()))
-        connection, accepts = self._server._connection_for(self.extensions)
+        connection, accepts = self._connection.websocket_connection(self.extensions)
         if accepts:
             headers.append((b"sec-websocket-extensions", accepts))
         if self.key is not None:
@@ -227,9 +231,8 @@ class HypercornConnection(TCPServer):
                     data = bytes(await self.stream.receive_some(MAX_RECV))
             except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                 break
-            if not data:  # the client's end: hypercorn must see what came before, then the end
-                if await self._feed(buffer) is not None:
-                    await self.protocol.handle(RawData(data))
+            if not data:  # the client's end (and of a head it had begun, if any: dropped)
+                await self.protocol.handle(RawData(data))
                 break
             buffer = await self._feed(buffer + data)
         await self.protocol.handle(Closed())
@@ -336,9 +339,10 @@ class HypercornConnection(TCPServer):
         if isinstance(stream, WSStream) and stream.state is ASGIWebsocketState.CONNECTED:
             self.websocket = stream
             if not isinstance(stream.connection, LimitedConnection):
-                stream.connection = self._connection_for(stream.handshake.extensions)[0]
+                stream.connection = self.websocket_connection(stream.handshake.extensions)[0]
 
-    def _connection_for(self, offered: list[str] | None) -> tuple[LimitedConnection, bytes | None]:
+    def websocket_connection(self, offered: list[str] | None) -> tuple[LimitedConnection, bytes | None]:
+        """trioapi's wsproto connection for a WebSocket here, and its ``Sec-WebSocket-Extensions``."""
         return server_connection(offered, self.server.max_message_size, pinging=self.server.pinging)
 
     def _ended(self) -> None:

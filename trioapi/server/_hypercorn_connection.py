@@ -21,12 +21,15 @@ bound:
   close right after the 101 did it in about a second); a write that fails
   that way all the same ends this connection only.
 - **Each accepted WebSocket gets trioapi's wsproto connection**
-  (``_wsproto.server_connection``): bounded inflation, the message limit
+  (``_wsproto.server_connection``, through ``WebSocketHandshake``): bounded
+  inflation, the message limit
   enforced before hypercorn buffers past it, and protocol errors answered
   with their close code. A connection failed that way is closed gently: our
   close frame out, our side shut, what the client still sends read and
   dropped for at most ``LINGER`` seconds (closing a socket with unread input
   makes the kernel reset it, and the reset can destroy the close frame).
+- **A send after the close raises** (``TrioAPIWrapper``) instead of being
+  dropped without a checkpoint, which let a send-only loop freeze the worker.
 - **A connection's keepalive task ends with the connection**: hypercorn's
   ping task sleeps ``websocket_ping_interval`` between pings and kept the
   whole connection's state alive that long after its socket had closed (some

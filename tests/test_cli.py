@@ -138,16 +138,7 @@ def test_a_port_in_use_with_workers_is_one_line() -> None:
 
 @pytest.mark.parametrize(
     "server",
-    [
-        pytest.param(
-            "hypercorn",
-            marks=pytest.mark.xfail(
-                strict=True, reason="hypercorn's worker_serve starts listening before the lifespan failure"
-            ),
-        ),
-        "native",
-        "trio-websocket",
-    ],
+    ["hypercorn", "native", "trio-websocket"],
 )
 def test_an_unreachable_redis_is_one_line_before_any_banner(server: str) -> None:
     unused = free_port()

@@ -28,10 +28,7 @@ import trioapi
 from trioapi import TrioAPI, WebSocket
 from trioapi.server import ServerConfig, ServerKind
 
-SERVERS: list[ServerKind] = [
-    "native",
-    "trio-websocket",
-]  # hypercorn: once it serves on the shared accept loop
+SERVERS: list[ServerKind] = ["hypercorn", "native", "trio-websocket"]
 
 app = TrioAPI()
 

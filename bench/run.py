@@ -276,7 +276,7 @@ SERVERS += [
             "--log-level",
             "warning",
         ],
-        _trioapi_native,
+        _trioapi_run,
         hub_path="/broadcast-hub",
         variant=True,
     ),

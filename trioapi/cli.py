@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import trio
@@ -30,6 +30,7 @@ from trioapi import __version__
 from trioapi._errors import single_error
 from trioapi.exceptions import LifespanError
 from trioapi.server import ServerConfig, ServerKind, serve
+from trioapi.server._listen import bind_unix, unlink_unix
 from trioapi.server._logging import WORKER_ENV, WORKERS_ENV, configure_logging
 
 __all__ = ["load_app", "main"]
@@ -97,6 +98,47 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--port", type=int, default=8000, help="the port to listen on; 0 picks a free one (default: 8000)"
     )
+    where.add_argument(
+        "--uds",
+        metavar="PATH",
+        default=None,
+        help="listen on this Unix socket instead of --host/--port, as a proxy's upstream on the same "
+        "machine; removed on exit (default: none)",
+    )
+    where.add_argument(
+        "--root-path",
+        default="",
+        help="the path prefix a proxy strips before passing requests on, so URLs the app builds "
+        "include it (default: none)",
+    )
+    defaults = ServerConfig()
+    proxy = run.add_argument_group("behind a proxy")
+    proxy.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="take the client's address and scheme from Forwarded or X-Forwarded-For/-Proto "
+        "headers, from the peers of --forwarded-allow-ips only (default: off)",
+    )
+    proxy.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        default=os.environ.get("FORWARDED_ALLOW_IPS", defaults.forwarded_allow_ips),
+        help="comma-separated addresses or networks whose proxy headers are believed, or * for "
+        "every peer (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)",
+    )
+    tls = run.add_argument_group("TLS")
+    tls.add_argument(
+        "--certfile",
+        metavar="FILE",
+        default=None,
+        help="serve wss:// (and https://) with this PEM certificate chain (default: none, plain)",
+    )
+    tls.add_argument(
+        "--keyfile",
+        metavar="FILE",
+        default=None,
+        help="the certificate's private key, a PEM file (default: read from --certfile)",
+    )
     how = run.add_argument_group("how")
     how.add_argument(
         "--server",
@@ -123,7 +165,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a folder --reload watches; repeat for more (default: the current folder)",
     )
-    defaults = ServerConfig()
     limits = run.add_argument_group("limits")
     limits.add_argument(
         "--ping-interval",
@@ -208,6 +249,11 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         handshake_timeout=args.handshake_timeout,
         tune_gc=args.tune_gc,
         compression=args.compression,
+        root_path=args.root_path,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
     )
 
 
@@ -239,6 +285,7 @@ async def _serve_and_announce(app: Any, args: argparse.Namespace, sock: socket.s
                     config=_config(args),
                     shutdown_trigger=stop.wait,
                     sock=sock,
+                    uds=args.uds if sock is None else None,
                     task_status=task_status,
                 )
                 nursery.cancel_scope.cancel()
@@ -255,8 +302,12 @@ async def _serve_and_announce(app: Any, args: argparse.Namespace, sock: socket.s
 def _banner(args: argparse.Namespace, port: int) -> str:
     """The one line that says where the app is served."""
     scheme = "http" if args.server == "hypercorn" else "ws"
+    if args.certfile is not None:
+        scheme += "s"
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    where = f"{scheme}://{host}:{port}" if args.uds is None else f"{scheme}+unix:{args.uds}"
     workers = f", {args.workers} workers" if args.workers > 1 else ""
-    return f"serving {args.app} on {scheme}://{args.host}:{port} ({args.server}{workers}; Ctrl-C to stop)"
+    return f"serving {args.app} on {where} ({args.server}{workers}; Ctrl-C to stop)"
 
 
 #: Seconds before a worker that died is replaced; doubled for each death within
@@ -399,8 +450,12 @@ class _Supervisor:
 
 
 def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    sock = _listening_socket(args)
-    port = sock.getsockname()[1]
+    with _listening_socket(args) as sock:
+        return _supervise_on(sock, args, argv)
+
+
+def _supervise_on(sock: socket.socket, args: argparse.Namespace, argv: Sequence[str]) -> int:
+    port = _port(sock)
     child_argv = [sys.executable, "-m", "trioapi", *argv, "--workers", "1", "--fd", str(sock.fileno())]
     supervisor = _Supervisor(child_argv, sock, args.workers)
     logger.info("%s", _banner(args, port))
@@ -415,19 +470,41 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
     # Asked to stop, a worker that could not start, or a crash loop: stop them all.
     supervisor.stop()
     clean = supervisor.wait(args.graceful_timeout + 5)
-    sock.close()
     return 0 if asked and clean else 1
 
 
-def _listening_socket(args: argparse.Namespace) -> socket.socket:
-    """The socket a supervisor binds once and its child processes share (inherited by number)."""
+@contextlib.contextmanager
+def _listening_socket(args: argparse.Namespace) -> Iterator[socket.socket]:
+    """The socket a supervisor binds once and its child processes share (inherited by number).
+
+    A Unix socket's file is removed when the block ends.
+    """
+    if args.uds is not None:
+        sock = bind_unix(args.uds)
+        sock.set_inheritable(True)
+        try:
+            yield sock
+        finally:
+            unlink_unix(sock, args.uds)
+        return
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+        sock.listen(1024)
+        sock.set_inheritable(True)
+        yield sock
+
+
+def _address(args: argparse.Namespace) -> str:
+    """Where ``args`` asks to listen, for error messages."""
+    return args.uds if args.uds is not None else f"{args.host}:{args.port}"
+
+
+def _port(sock: socket.socket) -> int:
+    """The port ``sock`` listens on; 0 for a Unix socket."""
+    name = sock.getsockname()
+    return int(name[1]) if isinstance(name, tuple) else 0
 
 
 def _reload(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -442,51 +519,52 @@ def _reload(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from watchfiles import PythonFilter, watch
     except ImportError:
         raise SystemExit('trioapi: --reload needs watchfiles: pip install "trioapi[reload]"') from None
-    sock = _listening_socket(args)
-    port = sock.getsockname()[1]
-    child_argv = [
-        sys.executable,
-        "-m",
-        "trioapi",
-        *(a for a in argv if a != "--reload"),
-        "--fd",
-        str(sock.fileno()),
-    ]
-    directories = [os.path.abspath(path) for path in (args.reload_dir or [os.getcwd()])]
-    stop = threading.Event()
+    with _listening_socket(args) as sock:
+        port = _port(sock)
+        child_argv = [
+            sys.executable,
+            "-m",
+            "trioapi",
+            *(a for a in argv if a != "--reload"),
+            "--fd",
+            str(sock.fileno()),
+        ]
+        directories = [os.path.abspath(path) for path in (args.reload_dir or [os.getcwd()])]
+        stop = threading.Event()
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
+        def on_signal(signum: int, frame: object) -> None:
+            stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    logger.info("%s", _banner(args, port))
-    logger.info("watching %s for changes to Python files", ", ".join(directories))
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        logger.info("%s", _banner(args, port))
+        logger.info("watching %s for changes to Python files", ", ".join(directories))
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(child_argv, pass_fds=[sock.fileno()])
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(child_argv, pass_fds=[sock.fileno()])
 
-    def stop_child(child: subprocess.Popen[bytes]) -> None:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=args.graceful_timeout + 5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        def stop_child(child: subprocess.Popen[bytes]) -> None:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=args.graceful_timeout + 5)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
 
-    child = start()
-    try:
-        for changes in watch(*directories, watch_filter=PythonFilter(), stop_event=stop, rust_timeout=500):
-            changed = sorted({os.path.relpath(path) for _, path in changes})
-            logger.info(
-                "%s changed: restarting", ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
-            )
+        child = start()
+        try:
+            for changes in watch(
+                *directories, watch_filter=PythonFilter(), stop_event=stop, rust_timeout=500
+            ):
+                changed = sorted({os.path.relpath(path) for _, path in changes})
+                logger.info(
+                    "%s changed: restarting", ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
+                )
+                stop_child(child)
+                child = start()
+        finally:
             stop_child(child)
-            child = start()
-    finally:
-        stop_child(child)
-        sock.close()
     return 0
 
 
@@ -501,18 +579,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         args.log_level, args.log_format, access_log=args.access_log, config_file=args.log_config
     )
+    try:
+        # Mistakes in these show now, as one line, before any banner or worker.
+        _config(args).ssl_context()
+    except ValueError as exc:
+        raise SystemExit(f"trioapi: {exc}") from None
+    except OSError as exc:  # ssl.SSLError too
+        raise SystemExit(f"trioapi: cannot load the TLS certificate {args.certfile}: {exc}") from None
     if args.reload:
         if args.workers > 1:
             raise SystemExit("trioapi: --reload serves from one process; drop --workers")
         try:
             return _reload(args, argv)
         except OSError as exc:
-            raise SystemExit(f"trioapi: cannot serve on {args.host}:{args.port}: {exc}") from None
+            raise SystemExit(f"trioapi: cannot serve on {_address(args)}: {exc}") from None
     if args.workers > 1:
         try:
             return _supervise(args, [a for a in argv])
         except OSError as exc:
-            raise SystemExit(f"trioapi: cannot serve on {args.host}:{args.port}: {exc}") from None
+            raise SystemExit(f"trioapi: cannot serve on {_address(args)}: {exc}") from None
     app = load_app(args.app)
     sock = None if args.fd is None else socket.socket(fileno=args.fd)
     try:
@@ -523,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trioapi: {args.app} could not start: {exc}", file=sys.stderr, flush=True)
         return 1
     except OSError as exc:
-        print(f"trioapi: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+        print(f"trioapi: cannot serve on {_address(args)}: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0
 

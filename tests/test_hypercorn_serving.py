@@ -552,3 +552,22 @@ async def test_a_push_only_handler_ends_on_plain_hypercorn_too(
     await settles(lambda: len(os.listdir(f"/proc/{worker}/fd")), fds)
     assert "push ended 1006" in server.output
     assert "Traceback" not in server.output, server.output
+
+
+async def test_a_send_only_loop_with_no_other_await_ends_on_plain_hypercorn_too(
+    plain_hypercorn: ServerProcess,
+) -> None:
+    # hypercorn's own send returns at once, without a checkpoint, once the stream has
+    # closed: without one of trioapi's, the loop never let the worker's other tasks run.
+    server = plain_hypercorn
+    ended = server.output.count("push ended")
+    with trio.fail_after(TIMEOUT):
+        client = await RawClient.connect(server.port, "/flood")
+        assert await read_message(client) == b"x" * 1000
+        client.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await client.stream.aclose()
+        while server.output.count("push ended") == ended:  # noqa: ASYNC110 - another process's output
+            await trio.sleep(0.05)
+        await echo_works(server.port)
+    assert "push ended 1006" in server.output
+    assert "Traceback" not in server.output, server.output

@@ -167,6 +167,7 @@ async def handle_native_stream(
             scope = websocket_scope(
                 head.target, header_lines(head.raw), list(event.subprotocols), state, peer, local, settings
             )
+            del request, head, event  # the scope has what they held: not kept while the handler runs
             supervisor.watch(transport)
             try:
                 await app.handle_websocket(WebSocket(scope, transport=transport))

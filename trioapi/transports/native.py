@@ -506,23 +506,23 @@ class NativeTransport:
         """
         raw = self._raw
         try:
-            waiting: OSError = BlockingIOError()
+            want_write = True
             if not sent:
                 try:
                     sent = raw.send(data)
                 except NOT_NOW as error:
-                    waiting = error
+                    want_write = _wants_write(error, writing=True)
                 else:
                     if sent == len(data):
                         await trio.lowlevel.cancel_shielded_checkpoint()
                         return
             with memoryview(data) as view:
                 while sent < len(data):
-                    await _ready_for(raw, waiting, writing=True)
+                    await _ready_for(raw, want_write)
                     try:
                         sent += raw.send(view[sent:])
                     except NOT_NOW as error:
-                        waiting = error
+                        want_write = _wants_write(error, writing=True)
         except (OSError, trio.ClosedResourceError):
             self._closing.transition(CloseEvent.LOSE, (1006, ""))
             raise PeerClosed(1006, "") from None
@@ -650,14 +650,25 @@ async def _guarded(fn: Callable[[], Awaitable[None]], transport: NativeTransport
 NOT_NOW = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
-async def _ready_for(raw: socket.socket, waiting: OSError, *, writing: bool) -> None:
-    """Wait until ``raw`` can go on after ``waiting`` (one of ``NOT_NOW``) stopped a read or a write."""
-    # A plain socket waits for what it was doing; TLS says what it wants.
-    plain = isinstance(waiting, BlockingIOError)
-    if (not writing) if plain else isinstance(waiting, ssl.SSLWantReadError):
-        await trio.lowlevel.wait_readable(raw)
-    else:
+def _wants_write(error: OSError, *, writing: bool) -> bool:
+    """Whether a socket that ``error`` (one of ``NOT_NOW``) stopped must become writable to go on.
+
+    A plain socket waits for what it was doing; TLS says what it wants. Callers
+    keep this answer rather than the exception across their wait: an idle
+    connection would otherwise hold the exception, its traceback and a reference
+    cycle through its own frame for as long as it waits.
+    """
+    if isinstance(error, BlockingIOError):
+        return writing
+    return isinstance(error, ssl.SSLWantWriteError)
+
+
+async def _ready_for(raw: socket.socket, want_write: bool) -> None:
+    """Wait until ``raw`` is writable (``want_write``) or readable."""
+    if want_write:
         await trio.lowlevel.wait_writable(raw)
+    else:
+        await trio.lowlevel.wait_readable(raw)
 
 
 async def tls_handshake(raw: ssl.SSLSocket) -> None:
@@ -667,7 +678,8 @@ async def tls_handshake(raw: ssl.SSLSocket) -> None:
             raw.do_handshake()
             return
         except NOT_NOW as error:
-            await _ready_for(raw, error, writing=isinstance(error, ssl.SSLWantWriteError))
+            want_write = _wants_write(error, writing=False)
+        await _ready_for(raw, want_write)
 
 
 def close_socket(raw: socket.socket) -> None:
@@ -693,16 +705,16 @@ async def recv(raw: socket.socket, size: int) -> bytes:
         try:
             data = raw.recv(size)
         except NOT_NOW as error:
-            waiting: OSError = error
+            want_write = _wants_write(error, writing=False)
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
         while True:
-            await _ready_for(raw, waiting, writing=False)
+            await _ready_for(raw, want_write)
             try:
                 return raw.recv(size)
             except NOT_NOW as error:  # woken for nothing after all
-                waiting = error
+                want_write = _wants_write(error, writing=False)
     except (OSError, trio.ClosedResourceError):
         return b""
 
@@ -711,14 +723,14 @@ async def send_plain(raw: socket.socket, data: bytes) -> None:
     """Write all of ``data`` (an answer to a request that is not a WebSocket handshake)."""
     await trio.lowlevel.checkpoint_if_cancelled()
     sent = 0
-    waiting: OSError = BlockingIOError()
+    want_write = True
     with memoryview(data) as view:
         while True:
             try:
                 sent += raw.send(view[sent:])
             except NOT_NOW as error:
-                waiting = error
+                want_write = _wants_write(error, writing=True)
             if sent == len(data):
                 break
-            await _ready_for(raw, waiting, writing=True)
+            await _ready_for(raw, want_write)
     await trio.lowlevel.cancel_shielded_checkpoint()

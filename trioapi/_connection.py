@@ -88,10 +88,11 @@ IDLE_CHECK_INTERVAL = 0.5
 ExceptionHandler: TypeAlias = Callable[["HTTPConnection", Exception], Awaitable["Response | None"]]
 
 
-def raises_into_tests(scope: Scope) -> bool:
-    """Whether the test client asked for server exceptions to be re-raised."""
+def raises_into_tests(scope: Scope, what: str = "raise_server_exceptions") -> bool:
+    """Whether the test client asked for server exceptions (or, ``what="raise_disconnects"``,
+    a ``WebSocketDisconnect`` that escaped the handler) to be re-raised."""
     testing = (scope.get("extensions") or {}).get("trioapi.testing")
-    return bool(testing and testing.get("raise_server_exceptions"))
+    return bool(testing and testing.get(what))
 
 
 @attrs.frozen
@@ -132,20 +133,23 @@ async def _final_close(websocket: WebSocket, code: int, reason: str = "") -> Non
 
 
 async def _deny_http(websocket: WebSocket, exc: HTTPException) -> None:
-    """Refuse the handshake with the response an HTTP route would give for ``exc``."""
+    """Refuse the handshake with the response an HTTP route would give for ``exc`` (a 403 where
+    the server has no denial responses)."""
     response = JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
     with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-        await websocket.send_denial_response(response)
+        await websocket.deny(response.status_code, response.raw_headers, response.body)
 
 
 async def _end_with_error(policy: ConnectionPolicy, websocket: WebSocket, error: BaseException) -> bool:
-    """Answer an exception that ended a session; return True if it was a bug to re-raise in tests."""
+    """Answer an exception that ended a session; return True if tests may see it re-raised (a bug;
+    a disconnect, where the test client asks for those too)."""
     exc = single_error(error)
     connecting = websocket.application_state is WebSocketState.CONNECTING
     path = websocket.scope.get("path", "?")
     if isinstance(exc, WebSocketDisconnect):
         logger.debug("WebSocket %s: peer disconnected with %s", path, exc.code)
-        return False
+        # Not a bug; but Starlette's test client sees it leave the app, and a test client may ask for that.
+        return raises_into_tests(websocket.scope, "raise_disconnects")
     if isinstance(exc, HTTPException):
         if connecting:
             logger.debug("WebSocket %s: handshake denied with HTTP %s", path, exc.status_code)

@@ -46,6 +46,7 @@ PUBLIC_MODULES = [
     "trioapi.datastructures",
     "trioapi.status",
     "trioapi.testing",
+    "trioapi.middleware",
     "trioapi.pytest_plugin",
     "trioapi.server",
     "trioapi.broadcast",

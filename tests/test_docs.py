@@ -46,6 +46,7 @@ PUBLIC_MODULES = [
     "trioapi.datastructures",
     "trioapi.status",
     "trioapi.testing",
+    "trioapi.testclient",
     "trioapi.middleware",
     "trioapi.pytest_plugin",
     "trioapi.server",

@@ -56,6 +56,8 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    #: The Unix socket it listens on instead of the port, if any.
+    uds: str | None = None
 
     @property
     def output(self) -> str:
@@ -85,8 +87,13 @@ def _wait_for_port(server: ServerProcess, timeout: float) -> None:
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{server.output}")
         try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=0.2):
-                return
+            if server.uds is None:
+                socket.create_connection(("127.0.0.1", server.port), timeout=0.2).close()
+            else:
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.settimeout(0.2)
+                    probe.connect(server.uds)
+            return
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"server did not listen within {timeout}s:\n{server.output}")
@@ -107,11 +114,12 @@ def running_server(
 
 @contextmanager
 def running_command(
-    argv: list[str], port: int, *, env: dict[str, str] | None = None
+    argv: list[str], port: int, *, env: dict[str, str] | None = None, uds: str | None = None
 ) -> Iterator[ServerProcess]:
     """Run ``argv``, a server that listens on 127.0.0.1:``port``, from the checkout's root for the block.
 
-    ``env`` is added to this process's environment. The server is always stopped afterwards.
+    ``env`` is added to this process's environment; with ``uds`` the server
+    listens on that Unix socket instead of the port. The server is always stopped afterwards.
     """
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "server.log"
@@ -124,7 +132,7 @@ def running_command(
                 start_new_session=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             )
-        server = ServerProcess(process, port, log_path)
+        server = ServerProcess(process, port, log_path, uds)
         try:
             _wait_for_port(server, 20.0)
             yield server

@@ -136,19 +136,19 @@ def test_a_port_in_use_with_workers_is_one_line() -> None:
     assert f"cannot serve on 127.0.0.1:{port}" in line and "in use" in line
 
 
-@pytest.mark.parametrize(
-    "server",
-    [
-        pytest.param(
-            "hypercorn",
-            marks=pytest.mark.xfail(
-                strict=True, reason="hypercorn's worker_serve starts listening before the lifespan failure"
-            ),
-        ),
-        "native",
-        "trio-websocket",
-    ],
-)
+def test_a_certificate_that_cannot_be_loaded_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    line = _one_line_error(trioapi("run", "examples.basic:app", "--port", "0", "--certfile", str(missing)))
+    assert f"cannot load the TLS certificate {missing}" in line
+
+
+def test_a_bad_forwarded_allow_ips_is_one_line() -> None:
+    allowed = "10.0.0.0/8,nginx"
+    result = trioapi("run", "examples.basic:app", "--proxy-headers", "--forwarded-allow-ips", allowed)
+    assert "'nginx' is not an address or a network" in _one_line_error(result)
+
+
+@pytest.mark.parametrize("server", ["hypercorn", "native", "trio-websocket"])
 def test_an_unreachable_redis_is_one_line_before_any_banner(server: str) -> None:
     unused = free_port()
     result = trioapi(

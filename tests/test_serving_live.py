@@ -13,7 +13,8 @@ from functools import partial
 
 import pytest
 import trio
-from servers import ROOT, command, free_port, hold_until_closed, running_server
+from servers import ROOT, ServerProcess, command, free_port, hold_until_closed, running_server
+from test_lifecycle_live import _children
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 import trioapi
@@ -95,15 +96,20 @@ async def test_native_handshake_may_arrive_in_pieces_but_not_never() -> None:
                 assert await silent.receive_some(4096) == b""
 
 
-def test_workers_that_fail_to_start_make_the_supervisor_fail() -> None:
-    result = subprocess.run(
-        command("trioapi-hypercorn", "apps.lifecycle_app:broken_app", free_port(), "--workers", "2"),
+def _run_to_its_end(target: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``trioapi run target`` until it exits by itself (bounded), with what it printed."""
+    return subprocess.run(
+        command("trioapi-hypercorn", target, free_port(), *extra),
         cwd=ROOT,
         env={**os.environ, **ENV},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
+
+
+def test_workers_that_fail_to_start_make_the_supervisor_fail() -> None:
+    result = _run_to_its_end("apps.lifecycle_app:broken_app", "--workers", "2")
     assert result.returncode == 1
     assert "could not start" in result.stderr
 
@@ -122,3 +128,32 @@ async def test_native_pings_without_an_idle_timeout_keep_a_live_client() -> None
             await ws.send_message("still here")
             assert await ws.get_message() == "Message text was: still here"
         stop.set()
+
+
+async def test_a_worker_that_dies_is_replaced_and_serving_goes_on() -> None:
+    with running_server("trioapi-hypercorn", "apps.lifecycle_app:app", "--workers", "2", env=ENV) as server:
+        with trio.fail_after(30):
+            await _echo(server)
+            first = set(_children(server.process.pid))
+            assert len(first) == 2, first
+            os.kill(min(first), signal.SIGKILL)
+            while len(set(_children(server.process.pid)) - first) < 1:  # noqa: ASYNC110 - other processes
+                await trio.sleep(0.1)
+            for _ in range(4):  # both workers, the new one among them, serve
+                await _echo(server)
+        assert server.terminate() == 0
+        assert "exited unexpectedly (killed by SIGKILL); starting another in 0.5 s" in server.output
+
+
+def test_a_crash_loop_stops_the_supervisor_with_a_clear_message() -> None:
+    result = _run_to_its_end("apps.crashing_app:app", "--workers", "2")
+    assert result.returncode == 1
+    assert "starting another in" in result.stderr
+    assert "within 60 s (the last" in result.stderr
+    assert result.stderr.count("a crash loop; stopping") == 1
+
+
+async def _echo(server: ServerProcess) -> None:
+    async with open_websocket_url(server.url("/echo/w")) as ws:
+        await ws.send_message("hi")
+        assert await ws.get_message() == "w:hi"

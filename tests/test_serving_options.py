@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -21,36 +22,15 @@ from typing import Any
 import pytest
 import trio
 import trustme
+from apps.where_app import app
+from servers import free_port, running_command
 from websockets.exceptions import InvalidMessage
 from websockets.sync.client import ClientConnection, connect, unix_connect
 
 import trioapi
-from trioapi import TrioAPI, WebSocket
 from trioapi.server import ServerConfig, ServerKind
 
-SERVERS: list[ServerKind] = [
-    "native",
-    "trio-websocket",
-]  # hypercorn: once it serves on the shared accept loop
-
-app = TrioAPI()
-
-
-@app.websocket("/where")
-async def where(websocket: WebSocket) -> None:
-    """Say what the connection looks like from the app's side, then echo until the client leaves."""
-    await websocket.accept()
-    client = websocket.client
-    await websocket.send_json(
-        {
-            "url": str(websocket.url),
-            "scheme": websocket.scope["scheme"],
-            "root_path": websocket.scope.get("root_path", ""),
-            "client": [client.host, client.port] if client else None,
-        }
-    )
-    async for text in websocket.iter_text():
-        await websocket.send_text(text)
+SERVERS: list[ServerKind] = ["hypercorn", "native", "trio-websocket"]
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +236,48 @@ async def test_a_dead_servers_unix_socket_is_replaced(socket_path: Path) -> None
     async with serving("native", ServerConfig(), uds=str(socket_path)):
         seen = await in_thread(unix_hello, socket_path)
     assert seen["client"] is None
+
+
+# -- the same options on trioapi run -------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_trioapi_run_serves_wss_behind_a_proxy_under_a_prefix(
+    server: ServerKind, certificate: tuple[Path, Path], client_context: ssl.SSLContext
+) -> None:
+    chain, key = certificate
+    port = free_port()
+    options = ["--certfile", str(chain), "--keyfile", str(key), "--root-path", "/chat"]
+    options += ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
+    with running_command(cli(server, port, *options), port) as process:
+        url = f"wss://127.0.0.1:{port}/where"
+        with connect(url, ssl=client_context, additional_headers=FORWARDED, open_timeout=10) as client:
+            seen = hello(client)
+        assert process.terminate() == 0
+        output = process.output
+    assert (seen["client"][0], seen["scheme"], seen["root_path"]) == ("203.0.113.7", "wss", "/chat")
+    assert seen["url"] == f"wss://127.0.0.1:{port}/chat/where"
+    scheme = "https" if server == "hypercorn" else "wss"
+    assert f"serving tests.apps.where_app:app on {scheme}://127.0.0.1:{port} " in output
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_trioapi_run_workers_share_a_unix_socket_removed_on_exit(
+    server: ServerKind, socket_path: Path
+) -> None:
+    argv = cli(server, 0, "--uds", str(socket_path), "--workers", "2")
+    with running_command(argv, 0, uds=str(socket_path)) as process:
+        seen = [unix_hello(socket_path) for _ in range(2)]
+        assert process.terminate() == 0
+        output = process.output
+    assert [each["client"] for each in seen] == [None, None]
+    scheme = "http" if server == "hypercorn" else "ws"
+    assert f"serving tests.apps.where_app:app on {scheme}+unix:{socket_path} " in output
+    assert not socket_path.exists()
+    assert "Traceback" not in output
+
+
+def cli(server: ServerKind, port: int, *options: str) -> list[str]:
+    """``trioapi run`` serving ``tests.apps.where_app:app`` with ``server`` on ``port``."""
+    target = "tests.apps.where_app:app"
+    return [sys.executable, "-m", "trioapi", "run", target, "--server", server, "--port", str(port), *options]

@@ -10,6 +10,8 @@ import trio
 import trio.testing
 
 from trioapi.websockets import (
+    READ_AHEAD_LIMIT,
+    READ_AHEAD_SIZE,
     InvalidMessageData,
     UnexpectedMessageType,
     WebSocket,
@@ -270,6 +272,32 @@ async def test_wait_disconnected_returns_when_the_peer_leaves_without_losing_mes
     assert disconnect.code == 1001
     # The message read ahead is still delivered, then the disconnect.
     assert await ws.receive_text() == "kept"
+    with pytest.raises(WebSocketDisconnect):
+        await ws.receive_text()
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "left_unread"),
+    [(70, 10, 70 - READ_AHEAD_LIMIT), (5, 400 * 1024, 2)],
+    ids=["many-small-messages", "few-large-messages"],
+)
+async def test_reading_ahead_stops_at_a_bound_in_messages_and_in_size(
+    peer: Peer, count: int, size: int, left_unread: int
+) -> None:
+    # A handler that does not receive must not make the server hold whatever the client
+    # sends: 64 messages, or 1 MiB of them (three of 400 KiB), then TCP pushes back.
+    assert READ_AHEAD_SIZE == 1024 * 1024
+    ws = peer.websocket()
+    await ws.accept()
+    for number in range(count):
+        peer.client_sends(text=f"{number:<{size}}")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws.wait_disconnected)
+        await trio.testing.wait_all_tasks_blocked()
+        assert peer.to_app.statistics().current_buffer_used == left_unread
+        peer.client_closes(1000)
+        # The handler gets every message, in order, then the disconnect.
+        assert [int(await ws.receive_text()) for _ in range(count)] == list(range(count))
     with pytest.raises(WebSocketDisconnect):
         await ws.receive_text()
 

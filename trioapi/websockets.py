@@ -69,9 +69,12 @@ MAX_CLOSE_REASON_BYTES = 123
 #: Starlette's words, which ported tests match.
 _NO_DENIAL_RESPONSES = "The server doesn't support the Websocket Denial Response extension."
 
-#: How many messages are read ahead for a handler that is not receiving, before
-#: reading stops and TCP pushes back on the peer.
+#: How much is read ahead for a handler that is not receiving, before reading
+#: stops and TCP pushes back on the peer: this many messages, or this many
+#: characters and bytes of them (one message over it is still taken, so a client
+#: holds at most about one message of the server's largest more than this).
 READ_AHEAD_LIMIT = 64
+READ_AHEAD_SIZE = 1024 * 1024
 
 # Who is reading the transport (``WebSocket._reader``).
 _NOBODY: Final = 0
@@ -240,6 +243,7 @@ class WebSocket(HTTPConnection):
         self._refused: int | None = None
         self._accepted = False
         self._pending: deque[str | bytes] | None = None
+        self._pending_size = 0  # the length of the messages in _pending, summed
         self._lot: trio.lowlevel.ParkingLot | None = None
         self._stand_in: trio.CancelScope | None = None
         # The raw ASGI-message API: whether receive() has reported the disconnect,
@@ -353,6 +357,7 @@ class WebSocket(HTTPConnection):
             # nothing the peer sent is lost.
             if self._pending:
                 message = self._pending.popleft()
+                self._pending_size -= len(message)
                 if self._lot:
                     self._lot.unpark_all()
                 break
@@ -383,6 +388,13 @@ class WebSocket(HTTPConnection):
         if self.max_message_size is not None and len(message) > self.max_message_size:
             raise MessageTooBig(len(message), self.max_message_size)
         return message
+
+    def _read_ahead_full(self) -> bool:
+        """Whether enough has been read ahead for now (``READ_AHEAD_LIMIT``, ``READ_AHEAD_SIZE``)."""
+        pending = self._pending
+        return pending is not None and (
+            len(pending) >= READ_AHEAD_LIMIT or self._pending_size >= READ_AHEAD_SIZE
+        )
 
     async def _read_ahead(self, reader: int) -> bool:
         """Read one message into the queue for the handler, as ``reader``; ``False`` once there is no more.
@@ -416,6 +428,7 @@ class WebSocket(HTTPConnection):
         if self._pending is None:
             self._pending = deque()
         self._pending.append(message)
+        self._pending_size += len(message)
         if self._lot:
             self._lot.unpark_all()
         return True
@@ -484,7 +497,7 @@ class WebSocket(HTTPConnection):
         A handler that only pushes data never calls ``receive``; run this in a
         task (or race it against the push loop) to end as soon as the peer
         leaves. While nothing else is receiving, it reads ahead and keeps up to
-        ``READ_AHEAD_LIMIT`` messages for the next ``receive_*``, so no message
+        ``READ_AHEAD_LIMIT`` messages (``READ_AHEAD_SIZE`` of them) for the next ``receive_*``, so no message
         is lost. It also returns when the application closes.
         """
         while self.application_state is not WebSocketState.DISCONNECTED:
@@ -492,7 +505,7 @@ class WebSocket(HTTPConnection):
                 if self.application_state is WebSocketState.RESPONSE:
                     break
                 raise RuntimeError('Cannot wait for a disconnect before "await websocket.accept()"')
-            if self._pending is not None and len(self._pending) >= READ_AHEAD_LIMIT:
+            if self._read_ahead_full():
                 await self._parking_lot().park()
             elif not await self._read_ahead(_WATCHER):
                 break
@@ -855,14 +868,13 @@ def needs_stand_in(websocket: WebSocket) -> bool:
     receives = websocket._receives
     idle = receives == websocket._receives_seen
     websocket._receives_seen = receives
-    pending = websocket._pending
     return (
         idle
         and websocket._nursery is not None
         and websocket._reader is _NOBODY
         and websocket.application_state is WebSocketState.CONNECTED
         and websocket._going_away is None
-        and (pending is None or len(pending) < READ_AHEAD_LIMIT)
+        and not websocket._read_ahead_full()
     )
 
 
@@ -871,12 +883,11 @@ async def read_for_idle_handler(websocket: WebSocket) -> None:
 
     Its peer's pings and close are answered and seen (on every transport), so
     a handler that only sends learns of a vanished peer at its next send; up to
-    ``READ_AHEAD_LIMIT`` messages wait for the handler's next ``receive_*``.
+    ``READ_AHEAD_LIMIT`` messages (``READ_AHEAD_SIZE`` of them) wait for the handler's next ``receive_*``.
     """
     start = websocket._receives
     while websocket._receives == start:
-        pending = websocket._pending
-        if pending is not None and len(pending) >= READ_AHEAD_LIMIT:
+        if websocket._read_ahead_full():
             return  # enough in hand: let TCP push back; the next look starts a new stand-in
         if websocket._reader is not _NOBODY or not await websocket._read_ahead(_STAND_IN):
             return

@@ -6,6 +6,8 @@ import ssl
 
 import attrs
 
+from trioapi.server._proxy import TrustedProxies
+
 __all__ = ["ServerConfig"]
 
 
@@ -44,11 +46,15 @@ class ServerConfig:
     proxy_headers: bool = False
     #: The peers whose proxy headers are believed: addresses or networks,
     #: comma-separated, or ``*`` for every peer.
-    forwarded_allow_ips: str = "127.0.0.1,::1"
+    forwarded_allow_ips: str = attrs.field(default="127.0.0.1,::1")
     #: TLS on every server (``wss://``, ``https://``): the certificate chain and its
     #: private key, PEM files. Without ``keyfile`` the key is read from ``certfile``.
     certfile: str | None = None
     keyfile: str | None = None
+
+    @forwarded_allow_ips.validator
+    def _check_forwarded_allow_ips(self, attribute: attrs.Attribute[str], value: str) -> None:
+        TrustedProxies.parse(value)  # a ValueError naming the bad item, when the config is made
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The server side of TLS for ``certfile``/``keyfile``, or ``None`` without them."""

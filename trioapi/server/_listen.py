@@ -54,6 +54,7 @@ async def serve_own_listeners(
     shutdown_trigger: Callable[[], Awaitable[None]],
     *,
     name: str,
+    scheme: str = "ws",
     handler_for: Callable[[trio.Nursery, dict[str, Any]], ConnectionHandler],
     task_status: trio.TaskStatus[int],
 ) -> None:
@@ -63,7 +64,8 @@ async def serve_own_listeners(
     lifespan has started (``state`` is its state; ``server`` a nursery for the
     server's own tasks, cancelled when it stops listening). Each connection runs
     in a task of its own; after the trigger (which has said goodbye to every
-    WebSocket) what is left gets ``graceful_timeout`` seconds.
+    WebSocket) what is left gets ``graceful_timeout`` seconds. ``name`` and
+    ``scheme`` say what serves, in the log line that says where.
     """
     lifespan = LifespanDriver(app)
     async with trio.open_nursery() as app_nursery:
@@ -71,7 +73,7 @@ async def serve_own_listeners(
         listeners = [sock] if sock is not None else await bind(host, port)
         where = address(listeners[0].getsockname())
         bound = 0 if where is None else where[1]  # a Unix socket has no port
-        logger.debug("trioapi (%s) listening on %s", name, listeners[0].getsockname())
+        logger.debug("trioapi (%s) listening on %s (%s)", name, listeners[0].getsockname(), scheme)
         try:
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as server:

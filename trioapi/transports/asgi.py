@@ -72,6 +72,13 @@ class ASGITransport:
                 await self._send({"type": "websocket.send", "bytes": message})
         except _GONE as exc:
             raise PeerClosed(1006, "") from exc
+        # A server may drop a send without a checkpoint once the peer has gone
+        # (hypercorn does): a loop that only sends would then never let another
+        # task run, the stand-in reader that would see the disconnect included,
+        # and the whole server would freeze. A write already yielded; this costs
+        # one more trip through the scheduler, a few microseconds
+        # against the tens a message costs through an ASGI server.
+        await trio.lowlevel.checkpoint()
 
     def write_now(self, message: str | bytes) -> bool:
         """An ASGI send is a coroutine: never written at once."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from trioapi import TrioAPI, WebSocket
 from trioapi._types import Message
@@ -222,3 +223,84 @@ async def test_raise_disconnects_re_raises_a_disconnect_escaping_the_handler() -
             async with client.websocket_connect("/ws") as ws:
                 await ws.close(1001)
     assert left.value.code == 1001
+
+
+# -- what escapes the app: a server's scope, and Starlette's test client's ---------------
+
+
+class Driver:
+    """An ASGI peer for a whole app: a server's scope (with ``asgi``) or one like Starlette's
+    ``TestClient``'s, which has no ``asgi`` key and answers a close only when its block ends."""
+
+    def __init__(self, *, server: bool) -> None:
+        self.to_app, self._inbox = trio.open_memory_channel[Message](math.inf)
+        self.sent: list[Message] = []
+        self.scope: dict[str, Any] = {
+            "type": "websocket",
+            "scheme": "ws",
+            "path": "/ws",
+            "raw_path": b"/ws",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver")],
+            "client": ("testclient", 50000),
+            "server": ("testserver", 80),
+            "subprotocols": [],
+            "state": {},
+            "extensions": {"websocket.http.response": {}},
+        }
+        if server:
+            self.scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
+        self.to_app.send_nowait({"type": "websocket.connect"})
+
+    async def receive(self) -> Message:
+        return await self._inbox.receive()
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+
+def _app_raising(error: type[Exception]) -> TrioAPI:
+    app = TrioAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        if error is WebSocketDisconnect:
+            while True:
+                await websocket.receive_text()
+        raise error("broken")
+
+    return app
+
+
+async def test_under_a_server_a_disconnect_escaping_the_handler_stays_inside_the_app() -> None:
+    driver = Driver(server=True)
+    driver.to_app.send_nowait({"type": "websocket.disconnect", "code": 1001})
+    await _app_raising(WebSocketDisconnect)(driver.scope, driver.receive, driver.send)
+    assert [message["type"] for message in driver.sent] == ["websocket.accept"]
+
+
+async def test_under_a_server_a_handler_error_is_answered_with_1011_not_raised() -> None:
+    driver = Driver(server=True)
+    driver.to_app.send_nowait({"type": "websocket.disconnect", "code": 1011})  # the close answer
+    await _app_raising(ValueError)(driver.scope, driver.receive, driver.send)
+    assert driver.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": "Internal Server Error"}
+
+
+async def test_under_starlettes_test_client_a_disconnect_escaping_the_handler_is_raised() -> None:
+    driver = Driver(server=False)
+    driver.to_app.send_nowait({"type": "websocket.disconnect", "code": 1000})
+    with pytest.raises(WebSocketDisconnect) as left:
+        await _app_raising(WebSocketDisconnect)(driver.scope, driver.receive, driver.send)
+    assert left.value.code == 1000
+
+
+async def test_under_starlettes_test_client_a_handler_error_is_closed_then_raised_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    driver = Driver(server=False)  # never answers the close frame, as Starlette's client within its block
+    with pytest.raises(ValueError, match="broken"):
+        await _app_raising(ValueError)(driver.scope, driver.receive, driver.send)
+    assert driver.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": "Internal Server Error"}
+    assert trio.current_time() == 0  # raised without waiting for the close answer

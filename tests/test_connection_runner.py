@@ -22,6 +22,7 @@ class FakeServer:
         self.closed = trio.Event()
         self.scope: dict[str, Any] = {
             "type": "websocket",
+            "asgi": {"version": "3.0"},  # as every ASGI server sends (Starlette's test client does not)
             "scheme": "ws",
             "path": path,
             "query_string": b"",

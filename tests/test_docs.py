@@ -46,6 +46,8 @@ PUBLIC_MODULES = [
     "trioapi.datastructures",
     "trioapi.status",
     "trioapi.testing",
+    "trioapi.testclient",
+    "trioapi.middleware",
     "trioapi.pytest_plugin",
     "trioapi.server",
     "trioapi.broadcast",

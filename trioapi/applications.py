@@ -24,6 +24,7 @@ from trioapi.asyncapi import DEFAULT_UI_URL, asyncapi_document, asyncapi_html
 from trioapi.datastructures import State
 from trioapi.dependencies.solving import DependencyExitStack, dependency_exit_stack, solve_dependencies
 from trioapi.exceptions import HTTPException, RequestValidationError
+from trioapi.middleware import Middleware
 from trioapi.requests import Request
 from trioapi.responses import HTMLResponse, JSONResponse, Response
 from trioapi.routing import APIRoute, APIRouter, BaseRoute, Mount, WebSocketRoute
@@ -32,7 +33,7 @@ from trioapi.server._process import adopt_worker_process, connection_closed
 from trioapi.websockets import WebSocket
 
 if TYPE_CHECKING:
-    from trioapi._types import Message, Receive, Scope, Send
+    from trioapi._types import ASGIApp, Message, Receive, Scope, Send
     from trioapi.params import Depends
 
 __all__ = ["TrioAPI"]
@@ -84,6 +85,9 @@ class TrioAPI(APIRouter):
     ``/asyncapi``), which loads the AsyncAPI component from ``asyncapi_ui_url``;
     ``None`` turns either off. ``asyncapi_servers`` is the document's
     ``servers`` object (``{"production": {"host": "example.com", "protocol": "wss"}}``).
+
+    ``middleware`` is a list of ``trioapi.middleware.Middleware``: ASGI
+    middleware around the app, the first one outermost, on every server.
     """
 
     def __init__(
@@ -104,8 +108,13 @@ class TrioAPI(APIRouter):
         asyncapi_docs_url: str | None = "/asyncapi",
         asyncapi_ui_url: str = DEFAULT_UI_URL,
         asyncapi_servers: Mapping[str, Mapping[str, Any]] | None = None,
+        middleware: Sequence[Middleware] | None = None,
     ) -> None:
         super().__init__(dependencies=dependencies, routes=routes)
+        #: The ``Middleware`` around the app, outermost first (``add_middleware`` adds one).
+        self.user_middleware: list[Middleware] = list(middleware or ())
+        #: The middleware built around the app, once it has first run.
+        self.middleware_stack: ASGIApp | None = None
         self.router: APIRouter = self
         self.lifespan_context: Lifespan = lifespan or _event_handlers_lifespan
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
@@ -221,16 +230,60 @@ class TrioAPI(APIRouter):
                 return handler
         return None
 
+    # -- middleware ------------------------------------------------------------
+
+    def add_middleware(self, middleware_class: Callable[..., ASGIApp], *args: Any, **kwargs: Any) -> None:
+        """Wrap the app in ``middleware_class(app, *args, **kwargs)``, outside the middleware added before."""
+        if self.middleware_stack is not None:
+            raise RuntimeError("Cannot add middleware after an application has started")
+        self.user_middleware.insert(0, Middleware(middleware_class, *args, **kwargs))
+
+    def _middleware(self) -> ASGIApp:
+        """The middleware around the app, built the first time it is needed."""
+        if self.middleware_stack is None:
+            app: ASGIApp = self._serve_asgi
+            for cls, args, kwargs in reversed(self.user_middleware):
+                app = cls(app, *args, **kwargs)
+            self.middleware_stack = app
+        return self.middleware_stack
+
     # -- ASGI ------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI 3 entry point."""
-        kind = scope["type"]
-        if kind == "websocket":
+        """The ASGI 3 entry point: the middleware, if any, then the app."""
+        if scope["type"] == "websocket":
             try:
-                await self._websocket_session(WebSocket(scope, receive, send))  # sets scope["app"]
+                if self.user_middleware:
+                    await self._middleware()(scope, receive, send)
+                else:
+                    # No frame between the server and the connection runner.
+                    await self._websocket_session(WebSocket(scope, receive, send))  # sets scope["app"]
             finally:
                 connection_closed()
+        elif self.user_middleware:
+            await self._middleware()(scope, receive, send)
+        else:
+            await self._serve_asgi(scope, receive, send)
+
+    async def handle_websocket(self, websocket: WebSocket) -> None:
+        """Route one WebSocket handshake and serve it; used by trioapi's own servers.
+
+        Middleware gets the ASGI messages of ``websocket``'s raw API, as it gets
+        the server's under an ASGI server.
+        """
+        try:
+            if self.user_middleware:
+                await self._middleware()(websocket.scope, websocket.receive, websocket.send)
+            else:
+                await self._websocket_session(websocket)
+        finally:
+            connection_closed()
+
+    async def _serve_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app itself, under its middleware: every ASGI scope type."""
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket_session(WebSocket(scope, receive, send))
             return
         scope["app"] = self
         if kind == "http":
@@ -239,13 +292,6 @@ class TrioAPI(APIRouter):
             await self._handle_lifespan(scope, receive, send)
         else:
             raise RuntimeError(f"trioapi cannot serve ASGI scope type {kind!r}")
-
-    async def handle_websocket(self, websocket: WebSocket) -> None:
-        """Route one WebSocket handshake and serve it; used by every transport."""
-        try:
-            await self._websocket_session(websocket)
-        finally:
-            connection_closed()
 
     def _websocket_session(self, websocket: WebSocket) -> Coroutine[Any, Any, None]:
         """Route ``websocket``: the coroutine that serves it, or the one that refuses it.

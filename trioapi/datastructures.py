@@ -48,7 +48,14 @@ class URL:
 
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any]) -> URL:
-        """Build the URL a client used from an ASGI connection scope."""
+        """Build the URL a client used from an ASGI connection scope.
+
+        The public path is ``root_path`` followed by ``path``, unless ``path``
+        already starts with ``root_path``: servers and routers disagree on whether
+        ``path`` includes it (Starlette's mounts and uvicorn keep the full path
+        there; a proxy that strips the prefix does not), and Starlette reads a
+        ``path`` under ``root_path`` as the full path too.
+        """
         scheme = scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http")
         server = scope.get("server")
         host, port = (server[0], server[1]) if server else ("localhost", None)
@@ -58,7 +65,12 @@ class URL:
                 break
         if port == cls._DEFAULT_PORTS.get(scheme):
             port = None
-        path = scope.get("root_path", "") + scope["path"]
+        path = scope["path"]
+        root_path = scope.get("root_path", "")
+        if root_path and not (
+            path.startswith(root_path) and path[len(root_path) : len(root_path) + 1] in ("", "/")
+        ):
+            path = root_path + path
         query = scope.get("query_string", b"").decode("latin-1")
         return cls(scheme=scheme, host=host, port=port, path=path, query=query)
 

@@ -11,10 +11,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "FastAPIError",
     "HTTPException",
     "LifespanError",
     "RequestValidationError",
     "RouteDefinitionError",
+    "TrioAPIError",
     "ValidationError",
     "WebSocketException",
     "WebSocketRequestValidationError",
@@ -115,13 +117,22 @@ class WebSocketRequestValidationError(ValidationError):
     """A WebSocket handshake's parameters were invalid (closed with 1008 before accept)."""
 
 
-class RouteDefinitionError(TypeError):
+class TrioAPIError(RuntimeError):
+    """An error in how trioapi is used (FastAPI's ``FastAPIError``); ``RouteDefinitionError`` is one."""
+
+
+#: FastAPI's name for ``TrioAPIError``, so that ported code and tests catch what they caught before.
+FastAPIError = TrioAPIError
+
+
+class RouteDefinitionError(TrioAPIError, TypeError):
     """A route or dependency was declared in a shape trioapi cannot serve.
 
     Raised when the route is added (not when a client connects), with a message
     naming the function and parameter and saying what to write instead: a
     parameter nothing can supply, a blocking sync generator dependency, an
-    annotation no converter exists for.
+    annotation no converter exists for. It is a ``TrioAPIError`` (``FastAPIError``),
+    as FastAPI's declaration errors are, and a ``TypeError``.
     """
 
 

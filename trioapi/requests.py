@@ -94,10 +94,18 @@ class HTTPConnection(Mapping[str, Any]):
         return State(self.scope.setdefault("state", {}))
 
     def url_for(self, name: str, /, **path_params: Any) -> str:
-        """The absolute URL of the route called ``name`` (``ws://`` for WebSocket routes)."""
-        path: URLPath = self.app.url_path_for(name, **path_params)
+        """The absolute URL of the route called ``name`` (``ws://`` for WebSocket routes).
+
+        Routes are looked up in the router that routed this connection
+        (``scope["router"]``, which Starlette's routers set), else in the app.
+        """
+        routes = self.scope.get("router") or self.scope.get("app")
+        if routes is None:
+            raise RuntimeError("url_for() needs the app or router serving this connection (scope['app'])")
+        path: URLPath = routes.url_path_for(name, **path_params)
         base = URL(self.url.scheme, self.url.host, self.url.port, self.scope.get("root_path", ""))
-        return path.make_absolute_url(base)
+        # As a string, which a Starlette router's URLPath takes too.
+        return str(path.make_absolute_url(str(base)))
 
 
 class Request(HTTPConnection):

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import trio
 
-from trioapi._types import Receive, Scope, Send
+from trioapi._types import Message, Receive, Scope, Send
 from trioapi.encoders import json_default
 
 __all__ = [
@@ -44,11 +44,30 @@ def _header_list(
     return raw
 
 
+def _response_send(scope: Scope, send: Send) -> Send:
+    """``send`` for a response to ``scope``: on a WebSocket scope, the denial response's messages.
+
+    A response called with a ``websocket`` scope refuses the handshake with
+    itself: its ``http.response.*`` messages go out as the
+    ``websocket.http.response.*`` of the ASGI denial-response extension, as
+    Starlette's responses do.
+    """
+    if scope["type"] != "websocket":
+        return send
+
+    async def send_denial(message: Message) -> None:
+        await send({**message, "type": "websocket." + message["type"]})
+
+    return send_denial
+
+
 class Response:
     """An HTTP response with a body of bytes, sent whole.
 
     ``content`` may be ``bytes`` or ``str`` (encoded as UTF-8); subclasses render
     other types. ``Content-Type`` and ``Content-Length`` are added unless given.
+    Called with a WebSocket scope, it is sent as a handshake denial (see
+    ``WebSocket.send_denial_response``).
     """
 
     media_type: ClassVar[str | None] = None
@@ -131,7 +150,8 @@ class Response:
         self.set_cookie(key, "", 0, 0, path, domain, secure, httponly, samesite)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send this response through ASGI."""
+        """Send this response through ASGI (as a denial response on a WebSocket scope)."""
+        send = _response_send(scope, send)
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -225,7 +245,8 @@ class FileResponse(Response):
                 self.raw_headers.append((name, value))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send the file through ASGI."""
+        """Send the file through ASGI (as a denial response on a WebSocket scope)."""
+        send = _response_send(scope, send)
         if self.stat_result is None:
             try:
                 self.stat_result = await trio.Path(self.path).stat()

@@ -37,7 +37,14 @@ from trioapi.datastructures import Headers
 from trioapi.exceptions import LifespanError
 from trioapi.websockets import WebSocketDisconnect
 
-__all__ = ["LifespanError", "TestClient", "TestResponse", "WebSocketRejected", "WebSocketTestSession"]
+__all__ = [
+    "LifespanError",
+    "TestClient",
+    "TestResponse",
+    "WebSocketDenialResponse",
+    "WebSocketRejected",
+    "WebSocketTestSession",
+]
 
 #: An in-memory peer never blocks the app, like a real client with a fast link.
 _UNBOUNDED = math.inf
@@ -91,6 +98,11 @@ class WebSocketRejected(WebSocketDisconnect):
         """The denial body (the name Starlette's test client uses)."""
         return self.body
 
+    @property
+    def text(self) -> str:
+        """The denial body decoded as UTF-8."""
+        return self.body.decode("utf-8")
+
     def json(self) -> Any:
         """The denial body parsed as JSON."""
         return json.loads(self.body)
@@ -99,6 +111,14 @@ class WebSocketRejected(WebSocketDisconnect):
         if self.body or self.status_code != 403:
             return f"handshake refused with HTTP {self.status_code}: {self.body[:200]!r}"
         return f"handshake refused: close {self.code} {self.reason!r} (HTTP {self.status_code} on the wire)"
+
+
+class WebSocketDenialResponse(WebSocketRejected):
+    """The app refused the handshake with an HTTP response (a denial), not with a close.
+
+    Starlette's test client has an exception of this name for the same case,
+    with the same ``status_code``, ``headers``, ``content``, ``text`` and ``json()``.
+    """
 
 
 @attrs.frozen
@@ -196,7 +216,7 @@ class WebSocketTestSession:
                 body += chunk.get("body", b"")
                 if not chunk.get("more_body", False):
                     break
-            raise WebSocketRejected(
+            raise WebSocketDenialResponse(
                 message["status"], headers=Headers(raw=message.get("headers") or []), body=body
             )
         raise RuntimeError(f"The app sent {kind!r} during the handshake")
@@ -207,6 +227,14 @@ class WebSocketTestSession:
         if self._closed is not None:
             raise RuntimeError("This test WebSocket is closed")
         await self._to_app.send(message)
+
+    async def send_message(self, message: Message) -> None:
+        """Send an ASGI message to the app as it is: ``websocket.receive`` (with ``text`` or
+        ``bytes``), or ``websocket.disconnect``, which closes as ``close`` does."""
+        if message["type"] == "websocket.disconnect":
+            await self.close(message.get("code", 1000), message.get("reason") or "")
+        else:
+            await self._send(message)
 
     async def send_text(self, data: str) -> None:
         """Send a text frame to the app."""
@@ -233,22 +261,33 @@ class WebSocketTestSession:
         """
         if self._closed is not None:
             raise WebSocketDisconnect(*self._closed)
-        message = await self._next_from_app()
+        message = await self.receive_message()
         if message["type"] == "websocket.send":
             text: str | None = message.get("text")
             data: bytes = message.get("bytes") or b""
             return text if text is not None else data
         if message["type"] == "websocket.close":
-            raise WebSocketDisconnect(*self._answer_close(message))
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason") or "")
         raise RuntimeError(f"Unexpected ASGI message from the app: {message['type']!r}")
 
-    def _answer_close(self, message: Message) -> tuple[int, str]:
-        """Take the app's close frame: this end is closed now, and answers it."""
+    async def receive_message(self) -> Message:
+        """The next ASGI message from the app as it is: ``websocket.send`` or ``websocket.close``.
+
+        A close is answered as ``receive`` answers it. Bounded by the client's ``timeout``.
+        """
+        message = await self._next_from_app()
+        if message["type"] == "websocket.close":
+            self._answer_close(message)
+        return message
+
+    def _answer_close(self, message: Message) -> None:
+        """Take the app's close frame: this end is closed now, and answers it (unless it closed first)."""
+        if self._closed is not None:
+            return
         self._closed = code, reason = (message.get("code", 1000), message.get("reason") or "")
         # A real client answers a close frame with its own (RFC 6455, 5.5.1), and the
         # server then ends the app's pending receive: do the same, at once.
         self._to_app.send_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        return self._closed
 
     async def receive_text(self) -> str:
         """The next message, which must be text."""
@@ -361,6 +400,11 @@ class TestClient:
     ``client.cookies`` is a plain dict, which the ``Set-Cookie`` headers of HTTP
     responses update (a log-in route's cookie then reaches the WebSockets).
     A request's own ``cookies=`` are added to (and win over) the client's.
+
+    ``raise_disconnects=True`` also re-raises a ``WebSocketDisconnect`` that
+    escapes a handler (one that reads until the client leaves, say), when the
+    ``websocket_connect`` block ends, as Starlette's test client does; by
+    default that is a normal end, as it is on a server.
     """
 
     __test__ = False
@@ -370,6 +414,7 @@ class TestClient:
         app: ASGIApp,
         *,
         raise_server_exceptions: bool = True,
+        raise_disconnects: bool = False,
         client: tuple[str, int] = ("testclient", 50000),
         base_url: str = "http://testserver",
         timeout: float = 10.0,
@@ -381,6 +426,7 @@ class TestClient:
         #: Sent with every request and handshake; ``Set-Cookie`` in HTTP responses updates it.
         self.cookies: dict[str, str] = dict(cookies or {})
         self.raise_server_exceptions = raise_server_exceptions
+        self.raise_disconnects = raise_disconnects
         self.client = client
         parts = urlsplit(base_url)
         self._scheme = parts.scheme or "http"
@@ -454,7 +500,10 @@ class TestClient:
             "state": dict(self._lifespan.state),
             "extensions": {
                 **({"websocket.http.response": {}} if self.denial_responses else {}),
-                "trioapi.testing": {"raise_server_exceptions": self.raise_server_exceptions},
+                "trioapi.testing": {
+                    "raise_server_exceptions": self.raise_server_exceptions,
+                    "raise_disconnects": self.raise_disconnects,
+                },
             },
         }
 

@@ -66,6 +66,9 @@ _Model = TypeVar("_Model")
 #: RFC 6455 limits a close frame's payload to 125 bytes, two of which hold the code.
 MAX_CLOSE_REASON_BYTES = 123
 
+#: Starlette's words, which ported tests match.
+_NO_DENIAL_RESPONSES = "The server doesn't support the Websocket Denial Response extension."
+
 #: How much is read ahead for a handler that is not receiving, before reading
 #: stops and TCP pushes back on the peer: this many messages, or this many
 #: characters and bytes of them (one message over it is still taken, so a client
@@ -567,7 +570,7 @@ class WebSocket(HTTPConnection):
                 await self.close(message.get("code", 1000), message.get("reason"))
             elif kind == "websocket.http.response.start":
                 if not self._transport.can_deny:
-                    raise RuntimeError("The server does not support the WebSocket Denial Response extension")
+                    raise RuntimeError(_NO_DENIAL_RESPONSES)
                 self.application_state = WebSocketState.RESPONSE
                 self._denial = (message["status"], list(message.get("headers") or ()), bytearray())
             else:
@@ -699,23 +702,23 @@ class WebSocket(HTTPConnection):
         """Refuse the handshake with ``response`` (status, headers and body, streamed ones too).
 
         The response runs as it would for an HTTP request, its ``http.response.*``
-        messages sent as the ``websocket.http.response.*`` of a denial.
+        messages sent as the ``websocket.http.response.*`` of a denial. A server
+        without denial responses (an ASGI server without the
+        ``websocket.http.response`` extension) makes it raise ``RuntimeError``, as
+        in Starlette; ``deny()`` refuses on every server.
         """
         if self.application_state is not WebSocketState.CONNECTING:
             raise RuntimeError(
                 "send_denial_response() can only refuse a handshake that has not been accepted or closed"
             )
         if not self._transport.can_deny:
-            await self.close(1008)
-            return
-
-        async def send(message: Message) -> None:
-            await self.send({**message, "type": "websocket." + message["type"]})
+            raise RuntimeError(_NO_DENIAL_RESPONSES)
 
         async def receive() -> Message:
             return {"type": "http.disconnect"}
 
-        await response(self.scope, receive, send)
+        # A response called with a WebSocket scope sends itself as a denial (Starlette's do too).
+        await response(self.scope, receive, self.send)
 
     # -- connection-scoped concurrency ---------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 from base64 import b64decode
+from typing import Any
 
 import attrs
 
@@ -27,8 +28,18 @@ __all__ = [
 ]
 
 
+class _Credentials:
+    """What the credential classes share: FastAPI's are pydantic models, with ``model_dump``."""
+
+    __slots__ = ()
+
+    def model_dump(self) -> dict[str, Any]:
+        """The fields as a dict (``{"scheme": ..., "credentials": ...}``), as pydantic's ``model_dump()``."""
+        return attrs.asdict(self)  # type: ignore[arg-type]  # every subclass is an attrs class
+
+
 @attrs.frozen
-class HTTPAuthorizationCredentials:
+class HTTPAuthorizationCredentials(_Credentials):
     """An ``Authorization: <scheme> <credentials>`` header, split."""
 
     scheme: str
@@ -36,7 +47,7 @@ class HTTPAuthorizationCredentials:
 
 
 @attrs.frozen
-class HTTPBasicCredentials:
+class HTTPBasicCredentials(_Credentials):
     """The user name and password of an ``Authorization: Basic`` header."""
 
     username: str

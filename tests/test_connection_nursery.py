@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 from trioapi import TrioAPI, WebSocket
+from trioapi._connection import IDLE_CHECK_INTERVAL
 from trioapi.testing import TestClient
 
 
@@ -79,3 +80,31 @@ async def test_a_handler_receiving_again_takes_over_from_the_stand_in(
         assert await ws.receive_text() == "back"
         await ws.send_text("echo me")
         assert await ws.receive_text() == "echo me"
+
+
+async def test_a_handler_returning_as_the_idle_check_runs_gets_no_stand_in_started_too_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A nursery whose body has ended is closed to new tasks before its exit's last
+    # schedule point: an idle check that ran there and started a stand-in reader
+    # crashed the app. Handlers that return exactly on an idle check's tick, 20 at
+    # once, in the order Trio's scheduler picks, meet that moment.
+    app = TrioAPI()
+    start = trio.current_time()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await trio.sleep_until(start + 2 * IDLE_CHECK_INTERVAL)  # idle at the second look: done
+
+    async with TestClient(app) as client:
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(connect_until_closed, client)
+        async with client.websocket_connect("/ws") as ws:  # the app still serves
+            assert await ws.wait_closed() == (1000, "")
+
+
+async def connect_until_closed(client: TestClient) -> None:
+    async with client.websocket_connect("/ws") as ws:
+        assert await ws.wait_closed() == (1000, "")

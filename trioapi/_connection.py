@@ -229,9 +229,14 @@ async def serve_websocket(policy: ConnectionPolicy, route: WebSocketRoute, webso
                 try:
                     async with trio.open_nursery() as session.nursery:
                         attach_nursery(websocket, session.nursery)
-                        await route.endpoint(**values)
-                        if session.nursery.child_tasks:  # (a cancel costs, and most handlers start none)
-                            session.cancel()  # the handler is done: so are its tasks
+                        try:
+                            await route.endpoint(**values)
+                            if session.nursery.child_tasks:  # (a cancel costs, and most handlers start none)
+                                session.cancel()  # the handler is done: so are its tasks
+                        finally:
+                            # Before the nursery's exit, which closes it to new tasks and
+                            # then lets others run: no stand-in reader is started there.
+                            attach_nursery(websocket, None)
                 except BaseExceptionGroup as group:
                     # The handler's (or a task's) one error, as the dependencies and the
                     # error contract expect it, not in the nursery's group of one.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ import pytest
 import trio
 import trustme
 from apps.where_app import app
-from servers import free_port, running_command
+from servers import command, free_port, running_command
 from websockets.exceptions import InvalidMessage
 from websockets.sync.client import ClientConnection, connect, unix_connect
 
@@ -279,5 +278,5 @@ def test_trioapi_run_workers_share_a_unix_socket_removed_on_exit(
 
 def cli(server: ServerKind, port: int, *options: str) -> list[str]:
     """``trioapi run`` serving ``tests.apps.where_app:app`` with ``server`` on ``port``."""
-    target = "tests.apps.where_app:app"
-    return [sys.executable, "-m", "trioapi", "run", target, "--server", server, "--port", str(port), *options]
+    kind = "trioapi-hypercorn" if server == "hypercorn" else server  # "hypercorn" there is its own CLI
+    return command(kind, "tests.apps.where_app:app", port, *options)

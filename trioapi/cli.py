@@ -30,7 +30,7 @@ from trioapi import __version__
 from trioapi._errors import single_error
 from trioapi.exceptions import LifespanError
 from trioapi.server import ServerConfig, ServerKind, serve
-from trioapi.server._listen import bind_unix, unlink_unix
+from trioapi.server._listen import address, bind_unix, unlink_unix
 from trioapi.server._logging import WORKER_ENV, WORKERS_ENV, configure_logging
 
 __all__ = ["load_app", "main"]
@@ -503,8 +503,8 @@ def _address(args: argparse.Namespace) -> str:
 
 def _port(sock: socket.socket) -> int:
     """The port ``sock`` listens on; 0 for a Unix socket."""
-    name = sock.getsockname()
-    return int(name[1]) if isinstance(name, tuple) else 0
+    bound = address(sock.getsockname())
+    return 0 if bound is None else bound[1]
 
 
 def _reload(args: argparse.Namespace, argv: Sequence[str]) -> int:
